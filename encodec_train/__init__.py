@@ -1,0 +1,1 @@
+"""encodec-train: train EnCodec neural audio codecs as the paper describes."""
