@@ -1,6 +1,6 @@
 """The EnCodec codec in plain PyTorch (no Lightning, Hydra or W&B imports)."""
 
-from encodec_train.model.encodec import CodecOutput, EncodedFrame, EncodecModel
+from encodec_train.model.encodec import CodecOutput, EncodecModel, EncodedFrame
 from encodec_train.model.presets import encodec_24khz, encodec_48khz, encodec_tiny
 from encodec_train.model.quantizer import QuantizerOutput, ResidualVectorQuantizer
 

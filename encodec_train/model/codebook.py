@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encodec_train.model.distributed import all_gather_rows, all_reduce_sum_, broadcast_, is_main_rank
+from encodec_train.model.distributed import (
+    all_gather_rows,
+    all_reduce_sum_,
+    broadcast_,
+    is_main_rank,
+)
 
 
 def nearest_code(x: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
@@ -37,7 +42,9 @@ def sample_rows(samples: torch.Tensor, num: int) -> torch.Tensor:
     return samples[index]
 
 
-def kmeans(samples: torch.Tensor, num_clusters: int, num_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    samples: torch.Tensor, num_clusters: int, num_iters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means from random samples; returns (centroids [k, dim], cluster sizes [k]).
 
     A cluster that ends up empty keeps its previous centroid.
@@ -111,7 +118,9 @@ class EuclideanCodebook(nn.Module):
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.epsilon) / (total + self.codebook_size * self.epsilon) * total
+        smoothed = (
+            (self.cluster_size + self.epsilon) / (total + self.codebook_size * self.epsilon) * total
+        )
         self.embed.copy_(self.embed_avg / smoothed[:, None])
         self._replace_dead_codes(x)
         return counts

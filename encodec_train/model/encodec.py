@@ -160,7 +160,9 @@ class EncodecModel(nn.Module):
     @property
     def segment_length(self) -> int | None:
         """Chunk length in samples, or None when the model encodes its input in one piece."""
-        return None if self.segment_seconds is None else int(self.segment_seconds * self.sample_rate)
+        return (
+            None if self.segment_seconds is None else int(self.segment_seconds * self.sample_rate)
+        )
 
     @property
     def segment_stride(self) -> int | None:

@@ -40,7 +40,7 @@ def encodec_48khz(**overrides: Any) -> EncodecModel:
 
 
 def encodec_tiny(**overrides: Any) -> EncodecModel:
-    """A small streaming 24 kHz mono codec (about 0.3 M parameters) that trains on a CPU:
+    """A small streaming 24 kHz mono codec (about 0.7 M parameters) that trains on a CPU:
     same architecture as `encodec_24khz`, narrower, one LSTM layer, 1.5/3/6 kbps."""
     config: dict[str, Any] = dict(
         sample_rate=24_000,

@@ -52,7 +52,9 @@ class VectorQuantization(nn.Module):
 class ResidualVQLayers(nn.Module):
     """The stack of quantisation levels, applied to successive residuals."""
 
-    def __init__(self, num_quantizers: int, dim: int, codebook_size: int, **codebook_kwargs) -> None:
+    def __init__(
+        self, num_quantizers: int, dim: int, codebook_size: int, **codebook_kwargs
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             VectorQuantization(dim, codebook_size, **codebook_kwargs) for _ in range(num_quantizers)
@@ -128,7 +130,7 @@ class ResidualVectorQuantizer(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [n_q, batch, frames] → latent [batch, dim, frames]."""
         out = self.vq.layers[0].decode(codes[0])
-        for layer, level_codes in zip(self.vq.layers[1:], codes[1:]):
+        for layer, level_codes in zip(self.vq.layers[1:], codes[1:], strict=False):
             out = out + layer.decode(level_codes)
         return out
 

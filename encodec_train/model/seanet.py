@@ -178,7 +178,10 @@ class SEANetDecoder(nn.Module):
                 )
                 for j in range(n_residual_layers)
             ]
-        layers += [nn.ELU(alpha=1.0), StreamableConv1d(n_filters, channels, last_kernel_size, **conv)]
+        layers += [
+            nn.ELU(alpha=1.0),
+            StreamableConv1d(n_filters, channels, last_kernel_size, **conv),
+        ]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
