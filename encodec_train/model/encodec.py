@@ -208,16 +208,24 @@ class EncodecModel(nn.Module):
     # -- training ------------------------------------------------------------------------
 
     def forward(
-        self, x: torch.Tensor, bandwidth: float | None = None, sample_rate: int | None = None
+        self,
+        x: torch.Tensor,
+        bandwidth: float | None = None,
+        sample_rate: int | None = None,
+        n_q: int | None = None,
     ) -> CodecOutput:
-        """Encode, quantise and decode `x` [batch, channels, time] at `bandwidth` kbps.
+        """Encode, quantise and decode `x` [batch, channels, time] at `bandwidth` kbps, or
+        with exactly `n_q` codebooks when given (audiocraft's training draws n_q directly).
 
         In training mode the codebooks learn (k-means, EMA) and the commitment loss is returned;
         gradients flow through the straight-through estimator.
         """
         # Checking values would sync the GPU every step; training data is checked when read.
         self._check_input(x, sample_rate, check_values=not self.training)
-        n_q = self.num_codebooks(bandwidth)
+        if n_q is None:
+            n_q = self.num_codebooks(bandwidth)
+        elif not 1 <= n_q <= self.quantizer.n_q:
+            raise ValueError(f"n_q={n_q}: this model has 1 to {self.quantizer.n_q} codebooks")
         frames, audio, losses, metrics = [], [], [], {}
         for chunk in self._chunks(x):
             chunk, scale = self._normalize(chunk)

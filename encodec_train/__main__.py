@@ -1,0 +1,52 @@
+"""`python -m encodec_train [+recipe=24khz] [overrides]`: train an EnCodec codec.
+
+With no arguments it trains the tiny demo codec on a synthesised corpus on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from encodec_train.training.builder import build_module, build_trainer, prepare_data, resolve_resume
+
+log = logging.getLogger("encodec_train")
+
+
+def summarize(module, trainer: L.Trainer, validation: dict[str, float]) -> str:
+    """Mel loss at the start and end of training, and where the checkpoint is."""
+    lines = ["", "=== encodec-train summary ==="]
+    history = [h for h in module.history if "train/loss_mel" in h]
+    if history:
+        lines.append(
+            f"train mel loss: {history[0]['train/loss_mel']:.4f} (first log) -> "
+            f"{history[-1]['train/loss_mel']:.4f} (last log) over {trainer.global_step} steps"
+        )
+    for key, value in sorted(validation.items()):
+        lines.append(f"{key}: {value:.4f}")
+    checkpoint = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    lines.append(f"checkpoint: {checkpoint}")
+    lines.append(f"load it with: EncodecModel.from_checkpoint('{checkpoint}')")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    prepare_data(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        print(summarize(module, trainer, results[0] if results else {}))
+
+
+if __name__ == "__main__":
+    main()

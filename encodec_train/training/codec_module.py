@@ -1,0 +1,250 @@
+"""The EnCodec GAN as a LightningModule (paper §3.4): one step trains the discriminator
+(with some probability) on (fake, real), then the generator on the balanced sum of its losses.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from encodec_train.evaluation.metrics import si_snr
+from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
+from encodec_train.model import EncodecModel
+from encodec_train.training.ema import WeightEMA
+from encodec_train.training.metrics import MetricAccumulator
+
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+BANDWIDTH_SAMPLING = ("target_bandwidths", "codebooks")
+
+
+class CodecGANModule(L.LightningModule):
+    """Trains an `EncodecModel` against a discriminator.
+
+    Args:
+        generator: the codec.
+        discriminator: maps audio to (logits, feature maps) per scale.
+        balancer: weighs the time, mel, adversarial and feature-matching losses.
+        mel_loss: the multi-scale mel loss.
+        generator_optimizer, discriminator_optimizer: factories `params -> Optimizer`
+            (Hydra `_partial_: true`).
+        generator_loss: "hinge" (paper) or "negative_mean" (audiocraft).
+        feature_matching: "relative" (paper) or "l1" (audiocraft).
+        discriminator_update_prob: chance that a step also trains the discriminator.
+        bandwidth_sampling: "target_bandwidths" (paper: one of the model's bandwidths, uniform)
+            or "codebooks" (audiocraft: a number of codebooks uniform in 1..n_q).
+        seed: seeds the bandwidth and discriminator draws, identical on every rank.
+        generator_grad_clip, discriminator_grad_clip: max gradient norm (None: no clipping).
+        ema_decay: keep an EMA of the generator weights for validation and export (None: off).
+        log_every_n_steps: how often the running means of the metrics are logged.
+    """
+
+    def __init__(
+        self,
+        generator: EncodecModel,
+        discriminator: nn.Module,
+        balancer: Balancer,
+        mel_loss: MultiScaleMelLoss,
+        generator_optimizer: OptimizerFactory,
+        discriminator_optimizer: OptimizerFactory,
+        generator_loss: str = "hinge",
+        feature_matching: str = "relative",
+        discriminator_update_prob: float = 2 / 3,
+        bandwidth_sampling: str = "target_bandwidths",
+        seed: int = 0,
+        generator_grad_clip: float | None = None,
+        discriminator_grad_clip: float | None = None,
+        ema_decay: float | None = None,
+        log_every_n_steps: int = 50,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= discriminator_update_prob <= 1.0:
+            raise ValueError(
+                f"discriminator_update_prob={discriminator_update_prob} must lie in [0, 1]"
+            )
+        if bandwidth_sampling not in BANDWIDTH_SAMPLING:
+            raise ValueError(
+                f"bandwidth_sampling={bandwidth_sampling!r}: choose one of {BANDWIDTH_SAMPLING}"
+            )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.adversarial = AdversarialLoss(discriminator, generator_loss, feature_matching)
+        self.balancer = balancer
+        self.mel_loss = mel_loss
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.discriminator_update_prob = discriminator_update_prob
+        self.bandwidth_sampling = bandwidth_sampling
+        self.generator_grad_clip = generator_grad_clip
+        self.discriminator_grad_clip = discriminator_grad_clip
+        self.log_every_n_steps = log_every_n_steps
+        # A CPU generator: the draws never sync a GPU, and every rank draws the same values.
+        self.rng = torch.Generator().manual_seed(seed)
+        self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
+        self.train_metrics = MetricAccumulator()
+        self.history: list[dict[str, float]] = []
+        self._last_log_time: float | None = None
+
+    # -- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            self.generator_optimizer(self.generator.parameters()),
+            self.discriminator_optimizer(self.adversarial.discriminator.parameters()),
+        ]
+
+    def draw_step_plan(self) -> tuple[dict[str, Any], bool]:
+        """This step's quantizer setting ({"bandwidth": kbps} or {"n_q": k}) and whether the
+        discriminator trains, both from the module's seeded generator."""
+        model = self.generator
+        if self.bandwidth_sampling == "codebooks":
+            setting = {
+                "n_q": int(torch.randint(1, model.quantizer.n_q + 1, (1,), generator=self.rng))
+            }
+        else:
+            index = int(torch.randint(len(model.target_bandwidths), (1,), generator=self.rng))
+            setting = {"bandwidth": model.target_bandwidths[index]}
+        update_discriminator = (
+            float(torch.rand((), generator=self.rng)) < self.discriminator_update_prob
+        )
+        return setting, update_discriminator
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        real, mask = batch["audio"], batch["mask"]
+        generator_opt, discriminator_opt = self.optimizers()
+        setting, update_discriminator = self.draw_step_plan()
+
+        output = self.generator(real, **setting)
+        # Padding past the end of short files is neither learnt nor judged.
+        fake = output.audio * mask
+
+        metrics: dict[str, torch.Tensor] = {}
+        if update_discriminator:
+            discriminator_loss = self.adversarial.discriminator_loss(fake, real)
+            discriminator_opt.zero_grad(set_to_none=True)
+            self.manual_backward(discriminator_loss)
+            self._clip(discriminator_opt, self.discriminator_grad_clip)
+            # The raw optimizer, so that `global_step` counts generator updates (= batches):
+            # Lightning advances it on every LightningOptimizer.step.
+            discriminator_opt.optimizer.step()
+            metrics["discriminator_loss"] = discriminator_loss
+
+        target_spectrograms = self.mel_loss.spectrograms(real)
+        adversarial, feature_matching = self.adversarial.generator_losses(fake, real)
+        losses = {
+            "time": time_l1(fake, real),
+            "mel": self.mel_loss(fake, target_spectrograms),
+            "adversarial": adversarial,
+            "feature_matching": feature_matching,
+        }
+        balanced = self.balancer.combine(losses, fake)
+        generator_opt.zero_grad(set_to_none=True)
+        self.manual_backward(balanced + output.commitment_loss)
+        self._clip(generator_opt, self.generator_grad_clip)
+        generator_opt.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
+
+        metrics.update({f"loss_{name}": value for name, value in losses.items()})
+        metrics["loss_commitment"] = output.commitment_loss
+        metrics["discriminator_updated"] = torch.tensor(float(update_discriminator))
+        self.train_metrics.add(metrics, "train/")
+        self.train_metrics.add(self.balancer.metrics, "balancer/")
+        self.train_metrics.add(output.metrics, "quantizer/")
+        if self.global_step % self.log_every_n_steps == 0:
+            self._log_running_means(batch_size=real.shape[0])
+
+    def _clip(self, optimizer, max_norm: float | None) -> None:
+        if max_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
+            )
+
+    def _log_running_means(self, batch_size: int) -> None:
+        means = self.train_metrics.means()
+        now = time.perf_counter()
+        if self._last_log_time is not None:
+            seconds_per_step = (now - self._last_log_time) / self.log_every_n_steps
+            means["perf/seconds_per_step"] = torch.tensor(seconds_per_step)
+            means["perf/segments_per_second"] = torch.tensor(
+                batch_size * self.trainer.world_size / seconds_per_step
+            )
+        self._last_log_time = now
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "skipped_files"):
+            means["data/skipped_files"] = torch.tensor(float(datamodule.skipped_files))
+        self.log_dict(means, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.history.append({key: float(value) for key, value in means.items()})
+
+    # -- validation -----------------------------------------------------------------------
+
+    def evaluation_generator(self) -> EncodecModel:
+        """The EMA weights when kept, else the trained generator."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        real, mask = batch["audio"], batch["mask"]
+        generator = self.evaluation_generator()
+        target_spectrograms = self.mel_loss.spectrograms(real)
+        for bandwidth in generator.target_bandwidths:
+            fake = generator(real, bandwidth).audio * mask
+            values = {
+                "mel": self.mel_loss(fake, target_spectrograms),
+                "time": time_l1(fake, real),
+                "si_snr": si_snr(fake, real).mean(),
+            }
+            for name, value in values.items():
+                self.log(
+                    f"valid/{name}@{bandwidth:g}kbps",
+                    value,
+                    batch_size=real.shape[0],
+                    sync_dist=True,
+                )
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything beyond the networks and optimizers that an exact resume needs, and the
+        model config so `EncodecModel.from_checkpoint` needs no config files."""
+        checkpoint["model_config"] = self.generator.config
+        checkpoint["rng_states"] = capture_rng_states(self.rng)
+        if self.ema is not None:
+            checkpoint["generator_ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_rng_states(checkpoint["rng_states"], self.rng)
+        if self.ema is not None and "generator_ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["generator_ema"])
+
+    def on_fit_start(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
+
+
+def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:
+    """States of every random stream a step may touch (k-means and dead-code sampling use
+    torch's global generator)."""
+    states: dict[str, Any] = {
+        "module": module_rng.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], module_rng: torch.Generator) -> None:
+    module_rng.set_state(states["module"])
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])

@@ -1,0 +1,63 @@
+"""Checks of a composed config that must fail before any model is built or GPU touched."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+UNSUPPORTED_PRECISIONS = ("16-mixed", "16", 16, "16-true")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def check_model(model: DictConfig) -> None:
+    """Bandwidths, channels and codebook size that the codec can honour."""
+    if model.channels not in (1, 2):
+        raise ConfigError(f"model.channels={model.channels}: EnCodec models are mono or stereo")
+    size = model.codebook_size
+    if size < 2 or size & (size - 1):
+        raise ConfigError(f"model.codebook_size={size} must be a power of 2")
+    bandwidths = list(model.target_bandwidths)
+    if not bandwidths:
+        raise ConfigError("model.target_bandwidths is empty")
+    frame_rate = math.ceil(model.sample_rate / math.prod(model.ratios))
+    per_codebook = math.log2(size) * frame_rate / 1000
+    for bandwidth in bandwidths:
+        if not isinstance(bandwidth, (int, float)) or bandwidth < per_codebook:
+            raise ConfigError(
+                f"model.target_bandwidths contains {bandwidth!r}: each bandwidth must be a "
+                f"number of kbps ≥ {per_codebook:g} (one codebook of {size} codes at "
+                f"{frame_rate} frames/s)"
+            )
+
+
+def check_manifests(data: DictConfig) -> None:
+    """Every manifest the data module will read exists."""
+    for key in ("train_manifests", "valid_manifests"):
+        for path in data.get(key) or []:
+            if not Path(path).exists():
+                raise ConfigError(f"data.{key}: manifest {path} does not exist")
+
+
+def check_training(cfg: DictConfig) -> None:
+    precision = cfg.trainer.get("precision", "32-true")
+    if precision in UNSUPPORTED_PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={precision!r}: fp16 needs a gradient scaler that the GAN step "
+            "does not use; choose bf16-mixed or 32-true"
+        )
+    probability = cfg.training.discriminator_update_prob
+    if not 0 <= probability <= 1:
+        raise ConfigError(f"training.discriminator_update_prob={probability} must lie in [0, 1]")
+    if cfg.checkpoint_every_n_steps < 1:
+        raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be ≥ 1")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """All checks that need no data on disk (manifests are checked once the demo exists)."""
+    check_model(cfg.model)
+    check_training(cfg)
