@@ -1,0 +1,177 @@
+"""Reconstruction losses: time-domain L1 and the multi-scale mel loss (EnCodec, Sec. 3.4).
+
+The DSP lives in pure functions over tensors (`stft`, `mel_spectrogram`); `MultiScaleMelLoss`
+only holds their windows and filterbanks as buffers.
+"""
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import torchaudio.functional
+from torch import Tensor, nn
+
+
+def time_l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Time-domain reconstruction loss ℓt (EnCodec, Sec. 3.4): mean absolute error.
+
+    Args:
+        pred: decoded audio `[batch, channels, time]`.
+        target: original audio `[batch, channels, time]`.
+    Returns:
+        scalar, the mean of |target - pred| over all samples.
+    """
+    return F.l1_loss(pred, target)
+
+
+def stft(
+    x: Tensor,
+    window: Tensor,
+    n_fft: int,
+    hop_length: int,
+    center: bool,
+) -> Tensor:
+    """Complex one-sided STFT, divided by the window's L2 norm ("normalized STFT").
+
+    Dividing by `sqrt(sum(window ** 2))` is torchaudio's `normalized=True`, which the
+    reference discriminator uses, so that spectrogram scales do not grow with the window.
+
+    Args:
+        x: audio `[batch, channels, time]`.
+        window: analysis window `[win_length]`, `win_length <= n_fft` (centred in the frame).
+        n_fft: FFT size.
+        hop_length: samples between frames.
+        center: reflect-pad `n_fft // 2` samples on both sides so frame t is centred at
+            `t * hop_length`; without it the frames start at 0 and no padding is added.
+    Returns:
+        complex `[batch, channels, n_fft // 2 + 1, frames]`.
+    """
+    batch, channels, length = x.shape
+    # torch.stft has no bfloat16 kernel: compute in the window's precision (fp32 unless the
+    # owning module was cast), also under autocast.
+    spec = torch.stft(
+        x.to(window.dtype).reshape(batch * channels, length),
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=window.shape[-1],
+        window=window,
+        center=center,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    spec = spec / window.pow(2).sum().sqrt()
+    return spec.reshape(batch, channels, *spec.shape[-2:])
+
+
+def mel_spectrogram(
+    x: Tensor,
+    window: Tensor,
+    filterbank: Tensor,
+    hop_length: int,
+    power: float = 1.0,
+) -> Tensor:
+    """Mel spectrogram of the normalized, centred STFT, with `n_fft` equal to the window length.
+
+    Args:
+        x: audio `[batch, channels, time]`.
+        window: analysis window `[n_fft]`.
+        filterbank: `[n_fft // 2 + 1, n_mels]`, e.g. from `torchaudio.functional.melscale_fbanks`.
+        hop_length: samples between frames.
+        power: exponent of the magnitude (1 = magnitude, 2 = power).
+    Returns:
+        `[batch, channels, n_mels, frames]`.
+    """
+    spec = stft(x, window, window.shape[-1], hop_length, center=True).abs().pow(power)
+    return torch.einsum("bcft,fm->bcmt", spec, filterbank)
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Multi-scale mel-spectrogram loss ℓf (EnCodec, Sec. 3.4, Eq. 1).
+
+    For every scale i (window 2^i, hop 2^i / 4, `n_mels` bins), with S_i the mel spectrogram
+    and Δ_i = S_i(x) - S_i(x̂), the loss is
+
+        ℓf = 1 / |e| · Σ_i ( mean |Δ_i| + α_i · mean Δ_i² ),   α_i = 1,
+
+    where |e| is the number of scales. Normalisation: the paper writes sums of L1 and L2 norms
+    scaled by 1 / (|α|·|s|); we read the `1/|s|` as "mean over the spectrogram's elements"
+    (so neither term depends on the batch size or segment length) and use the squared L2
+    (mean squared error), as audiocraft does. Both terms use the same linear-amplitude mel
+    spectrogram (audiocraft takes the L2 on log-mel instead; the paper does not).
+
+    The target's spectrograms are computed once per step with `spectrograms` and passed to
+    `forward`, so other consumers (metrics, logging) can share them.
+
+    Args:
+        sample_rate: audio sample rate in Hz.
+        n_mels: mel bins per scale.
+        window_exponents: i such that the windows are 2^i samples (paper: 5..11).
+        f_min: lowest mel frequency in Hz.
+        f_max: highest mel frequency in Hz (default: Nyquist).
+        power: exponent of the STFT magnitude before the mel filterbank.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        n_mels: int = 64,
+        window_exponents: Sequence[int] = range(5, 12),
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        power: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.window_lengths = [2**i for i in window_exponents]
+        self.power = power
+        for n_fft in self.window_lengths:
+            with warnings.catch_warnings():
+                # 64 bins over a 32-sample window necessarily leaves empty filters (the
+                # paper's setting); torchaudio warns about it on every construction.
+                warnings.filterwarnings("ignore", message="At least one mel filterbank")
+                filterbank = torchaudio.functional.melscale_fbanks(
+                    n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate
+                )
+            # Derived from the arguments, so kept out of checkpoints.
+            self.register_buffer(f"filterbank_{n_fft}", filterbank, persistent=False)
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def spectrograms(self, x: Tensor) -> list[Tensor]:
+        """Mel spectrograms at every scale.
+
+        Args:
+            x: audio `[batch, channels, time]`, longer than half the largest window.
+        Returns:
+            one `[batch, channels, n_mels, frames_i]` tensor per scale.
+        """
+        return [
+            mel_spectrogram(
+                x,
+                getattr(self, f"window_{n_fft}"),
+                getattr(self, f"filterbank_{n_fft}"),
+                hop_length=n_fft // 4,
+                power=self.power,
+            )
+            for n_fft in self.window_lengths
+        ]
+
+    def forward(self, pred: Tensor, target_spectrograms: Sequence[Tensor]) -> Tensor:
+        """ℓf between decoded audio and the target's precomputed spectrograms.
+
+        Args:
+            pred: decoded audio `[batch, channels, time]`.
+            target_spectrograms: `self.spectrograms(target)`.
+        Returns:
+            scalar loss.
+        """
+        pred_spectrograms = self.spectrograms(pred)
+        if len(target_spectrograms) != len(pred_spectrograms):
+            raise ValueError(
+                f"expected {len(pred_spectrograms)} target spectrograms (one per scale), "
+                f"got {len(target_spectrograms)}"
+            )
+        per_scale = [
+            F.l1_loss(p, t) + F.mse_loss(p, t)
+            for p, t in zip(pred_spectrograms, target_spectrograms, strict=True)
+        ]
+        return torch.stack(per_scale).mean()
