@@ -137,9 +137,12 @@ def _columns_from_rows(rows: list[dict]) -> dict[str, np.ndarray]:
 
 
 def _resolve(paths: np.ndarray, root: Path) -> np.ndarray:
-    """Join relative paths onto `root`; absolute paths pass through."""
+    """Join relative paths onto `root` (normalising `..`); absolute paths pass through."""
     base = str(root)
-    return np.array([p if os.path.isabs(p) else os.path.join(base, p) for p in paths], dtype=object)
+    return np.array(
+        [p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p)) for p in paths],
+        dtype=object,
+    )
 
 
 class Manifest:
