@@ -1,0 +1,167 @@
+"""The LightningDataModule: exact mid-epoch resume through Lightning, ranks, validation, configs."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
+from test_dataset import assert_same, take, write_corpus
+
+from encodec_train.data.datamodule import AudioDataModule
+
+CONF = Path(__file__).parents[2] / "conf" / "data"
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("corpus")
+    return {split: str(write_corpus(root, split)) for split in ("train", "valid")}
+
+
+def datamodule(manifests: dict[str, str], **overrides) -> AudioDataModule:
+    options = {
+        "train_manifests": [manifests["train"]],
+        "valid_manifests": [manifests["valid"]],
+        "sample_rate": 8000,
+        "channels": 1,
+        "segment_seconds": 0.25,
+        "batch_size": 2,
+        "num_workers": 0,
+        "seed": 0,
+        "valid_batches": 3,
+    } | overrides
+    return AudioDataModule(**options)
+
+
+class Recorder(L.LightningModule):
+    """Trains one scalar and records every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.train_batches: list[dict] = []
+        self.valid_batches: list[dict] = []
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.train_batches.append(batch)
+        return (self.weight - batch["audio"].mean()).square()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.valid_batches.append(batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(data: AudioDataModule, root: Path, max_steps: int, ckpt_path=None) -> Recorder:
+    """Train with 3-batch epochs (so runs cross epoch boundaries) and a checkpoint every
+    4 steps."""
+    module = Recorder()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=[ModelCheckpoint(root, "{step}", every_n_train_steps=4, save_top_k=-1)],
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return module
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_from_a_mid_epoch_checkpoint_sees_the_uninterrupted_batches(
+    manifests, tmp_path, num_workers, recwarn
+):
+    uninterrupted = fit(datamodule(manifests, num_workers=num_workers), tmp_path / "a", 7)
+    interrupted_data = datamodule(manifests, num_workers=num_workers)
+    interrupted = fit(interrupted_data, tmp_path / "b", 4)
+    resumed_data = datamodule(manifests, num_workers=num_workers)
+    resumed = fit(resumed_data, tmp_path / "c", 7, ckpt_path=tmp_path / "b" / "step=4.ckpt")
+
+    assert len(uninterrupted.train_batches) == 7
+    assert_same(interrupted.train_batches, uninterrupted.train_batches[:4])
+    assert_same(resumed.train_batches, uninterrupted.train_batches[4:])
+    # Validation batches are never counted as training batches.
+    assert len(uninterrupted.valid_batches) == 2
+    assert resumed_data.batches_consumed == 7 and interrupted_data.batches_consumed == 4
+    assert "skipped_files" not in uninterrupted.train_batches[0]
+    assert not [w for w in recwarn if "not resumable" in str(w.message)]
+
+
+def test_ranks_get_different_training_batches_and_share_the_validation_batches(manifests):
+    loaders = {}
+    for rank, world_size in ((0, 1), (0, 2), (1, 2)):
+        data = datamodule(manifests)
+        data.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)
+        data.setup("fit")
+        loaders[rank, world_size] = (data.train_dataloader(), data.val_dataloader())
+    train = {key: take(loader, 2) for key, (loader, _) in loaders.items()}
+    assert_same(train[0, 1], train[0, 2])  # rank 0's stream does not depend on the world size
+    assert not torch.equal(train[0, 2][0]["audio"], train[1, 2][0]["audio"])
+    valid = {key: list(loader) for key, (_, loader) in loaders.items()}
+    assert_same(valid[0, 1], list(loaders[0, 1][1]))  # the same every time
+    assert_same(valid[0, 1], [valid[0, 2][0], valid[1, 2][0], valid[0, 2][1]])
+
+
+def test_state_dict_round_trip_moves_the_train_loader(manifests):
+    data = datamodule(manifests)
+    data.setup("fit")
+    reference = take(data.train_dataloader(), 5)
+    restored = datamodule(manifests)
+    restored.load_state_dict({"batches_consumed": 3, "skipped_files": 0})
+    restored.setup("fit")
+    assert_same(take(restored.train_dataloader(), 2), reference[3:])
+
+
+def test_missing_manifest_fails_at_setup_naming_it(manifests, tmp_path):
+    data = datamodule(manifests, valid_manifests=[str(tmp_path / "lost" / "valid.jsonl")])
+    with pytest.raises(FileNotFoundError, match="lost/valid.jsonl"):
+        data.setup("fit")
+
+
+def test_no_valid_manifests_means_no_validation(manifests):
+    data = datamodule(manifests, valid_manifests=None)
+    data.setup("fit")
+    assert data.val_dataloader() == []
+
+
+def compose(name: str, **data_overrides) -> AudioDataModule:
+    """Instantiate conf/data/<name>.yaml (its defaults list merged in) as the entry point would."""
+    config = OmegaConf.load(CONF / f"{name}.yaml")
+    for parent in config.pop("defaults", []):
+        if parent != "_self_":
+            config = OmegaConf.merge(OmegaConf.load(CONF / f"{parent}.yaml"), config)
+    root = OmegaConf.create({"model": {"sample_rate": 24000, "channels": 1}, "seed": 3})
+    root.data = OmegaConf.merge(config, data_overrides)
+    return instantiate(root.data)
+
+
+def test_demo_config_builds_and_streams(manifests):
+    data = compose(
+        "demo", train_manifests=[manifests["train"]], valid_manifests=[manifests["valid"]]
+    )
+    assert [s.name for s in data.strategies] == ["s1", "s2", "s3", "s4"]
+    assert [s.probability for s in data.strategies] == [0.32, 0.32, 0.24, 0.12]
+    assert data.strategies[3].exclude_domains == ["music"] and data.seed == 3
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["audio"].shape == (4, 1, 24000)
+
+
+@pytest.mark.parametrize("name", ["mixture_24khz", "mixture_48khz"])
+def test_mixture_configs_name_the_recipe_manifests(name, tmp_path, monkeypatch):
+    data = compose(name)
+    assert data.batch_size == 8 and data.mixer.gain_db == (-10.0, 6.0)
+    assert data.valid_manifests == data.train_manifests
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="data_manifests/dns_challenge.jsonl"):
+        data.setup("fit")
