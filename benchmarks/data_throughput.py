@@ -1,0 +1,123 @@
+"""Data throughput: mixed segments per second that one DataLoader worker delivers.
+
+Builds a small 44.1 kHz corpus (speech-like mono, music-like stereo, general sounds) as FLAC
+and as OGG Vorbis, then times `MixtureDataset` batches (paper strategies s1-s4, per-source
+normalisation and gains on) in one single-threaded process, as a worker runs them, for the
+24 kHz mono and 48 kHz stereo codecs. Prints the median over several runs, the cost of one
+source (read + resample), and the workers each GPU needs at the paper's 8 segments per update.
+
+Files stay in the page cache after the first pass, so this measures decoding, resampling and
+mixing, not the disk: on a network file system budget more workers.
+
+    python benchmarks/data_throughput.py [--runs 5] [--batches 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from encodec_train.data.dataset import MixtureDataset
+from encodec_train.data.manifest import ManifestEntry, write_manifest
+from encodec_train.data.mixing import PAPER_STRATEGIES, Mixer
+from encodec_train.data.segments import SegmentReader
+from encodec_train.data.synth import general_like, music_like, speech_like
+
+SOURCE_RATE = 44100
+FILE_SECONDS = 12.0
+FILES_PER_DOMAIN = 3
+BATCH_SIZE = 8
+"""Segments per GPU per update in the paper (64 over 8 GPUs)."""
+UPDATES_PER_SECOND = 5.0
+TARGETS = {"24 kHz mono": (24000, 1), "48 kHz stereo": (48000, 2)}
+FORMATS = {"FLAC": ("flac", "PCM_16"), "OGG": ("ogg", "VORBIS")}
+
+
+def write_corpus(root: Path, extension: str, subtype: str) -> Path:
+    """The benchmark corpus in one format; returns its manifest."""
+    rng = np.random.default_rng(0)
+    makers = {
+        "speech": lambda: speech_like(FILE_SECONDS, SOURCE_RATE, 150.0, rng)[:, None],
+        "music": lambda: music_like(FILE_SECONDS, SOURCE_RATE, rng).T,
+        "general": lambda: general_like(FILE_SECONDS, SOURCE_RATE, rng)[:, None],
+    }
+    entries = []
+    for domain, make in makers.items():
+        for i in range(FILES_PER_DOMAIN):
+            audio = make()
+            path = root / f"{domain}_{i}.{extension}"
+            sf.write(path, audio, SOURCE_RATE, subtype=subtype)
+            entries.append(
+                ManifestEntry(path.name, FILE_SECONDS, SOURCE_RATE, audio.shape[1], domain, domain)
+            )
+    return write_manifest(entries, root / "manifest.jsonl")
+
+
+def make_dataset(manifest: Path, sample_rate: int, channels: int) -> MixtureDataset:
+    reader = SegmentReader(sample_rate, channels)
+    return MixtureDataset.from_manifests(
+        [manifest], reader, Mixer(), PAPER_STRATEGIES, BATCH_SIZE, seed=0, stream=0
+    )
+
+
+def segments_per_second(dataset: MixtureDataset, first: int, batches: int) -> float:
+    start = time.perf_counter()
+    for index in range(first, first + batches):
+        dataset.batch(index)
+    return batches * BATCH_SIZE / (time.perf_counter() - start)
+
+
+def ms_per_source(dataset: MixtureDataset, count: int = 200) -> float:
+    """Median time to read and resample one 1-second source, in ms."""
+    reader, rng = dataset.reader, np.random.default_rng(1)
+    times = []
+    for _ in range(count):
+        path = dataset.corpus.path(int(rng.integers(len(dataset.corpus))))
+        start = time.perf_counter()
+        reader.resample([reader.read(path, rng.random())])
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=25, help="batches per run")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as in a DataLoader worker (see AudioDataModule)
+    needed = BATCH_SIZE * UPDATES_PER_SECOND
+    print(f"one worker, batches of {BATCH_SIZE}, median of {args.runs} runs x {args.batches}")
+    print(f"{'sources':>13} {'model':>13} {'segments/s':>11} {'ms/source':>10} {'workers/GPU':>12}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for format_name, (extension, subtype) in FORMATS.items():
+            root = Path(tmp) / extension
+            root.mkdir()
+            manifest = write_corpus(root, extension, subtype)
+            for target_name, (sample_rate, channels) in TARGETS.items():
+                dataset = make_dataset(manifest, sample_rate, channels)
+                segments_per_second(dataset, 0, 2)  # warm up: kernels, page cache
+                rates = [
+                    segments_per_second(dataset, 2 + run * args.batches, args.batches)
+                    for run in range(args.runs)
+                ]
+                rate = statistics.median(rates)
+                print(
+                    f"{'44.1 kHz ' + format_name:>13} {target_name:>13} {rate:>11.0f} "
+                    f"{ms_per_source(dataset):>10.2f} {math.ceil(needed / rate):>12d}"
+                )
+    print(
+        f"workers/GPU: to feed {UPDATES_PER_SECOND:g} updates/s x {BATCH_SIZE} segments "
+        f"= {needed:g} segments/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
