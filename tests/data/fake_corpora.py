@@ -80,54 +80,26 @@ def write_table(path: Path, header: list[str], rows: list[list[str]], delimiter:
         writer.writerows(rows)
 
 
-def make_dns4(root: Path) -> FakeCorpus:
+def make_dns_challenge(root: Path) -> FakeCorpus:
     """`datasets_fullband/` with clean speech (nested, several languages) and noise."""
     corpus = FakeCorpus(root)
-    base = "datasets_fullband"
-    clean, noise = "speech", "dns4_speech"
+    clean = "datasets_fullband/clean_fullband"
+    noise = "datasets_fullband/noise_fullband"
+    speech = ("speech", "dns4_speech")
+    corpus.audio(f"{clean}/read_speech/book_00002_chp_0005_reader_11183_1.wav", 0.5, 48000, *speech)
+    wiki = "CC_BY_SA_4.0_249hrs_339spk_German_Wikipedia_16bit"
+    corpus.audio(f"{clean}/german_speech/{wiki}/clip_00012.wav", 0.25, 48000, *speech)
+    corpus.audio(f"{clean}/vctk_wav48_silence_trimmed/p225/p225_001_mic1.wav", 0.3, 48000, *speech)
+    corpus.audio(f"{clean}/emotional_speech/crema_d/1001_DFA_ANG_XX.wav", 0.2, 16000, *speech)
+    corpus.empty(f"{clean}/read_speech/book_00002_chp_0005_reader_11183_2.wav")
+    (root / clean / "README.txt").write_text("not audio")
     corpus.audio(
-        f"{base}/clean_fullband/read_speech/book_00002_chp_0005_reader_11183_1.wav",
-        0.5,
-        48000,
-        clean,
-        noise,
+        f"{noise}/door_Freesound_validated_380809_0.wav", 0.4, 48000, "general", "dns4_noise"
     )
-    corpus.audio(
-        f"{base}/clean_fullband/german_speech/CC_BY_SA_4.0_249hrs_339spk_German_Wikipedia_16bit/clip_00012.wav",
-        0.25,
-        48000,
-        clean,
-        noise,
-    )
-    corpus.audio(
-        f"{base}/clean_fullband/vctk_wav48_silence_trimmed/p225/p225_001_mic1.wav",
-        0.3,
-        48000,
-        clean,
-        noise,
-    )
-    corpus.audio(
-        f"{base}/clean_fullband/emotional_speech/crema_d/1001_DFA_ANG_XX.wav",
-        0.2,
-        16000,
-        clean,
-        noise,
-    )
-    corpus.empty(f"{base}/clean_fullband/read_speech/book_00002_chp_0005_reader_11183_2.wav")
-    corpus.audio(
-        f"{base}/noise_fullband/door_Freesound_validated_380809_0.wav",
-        0.4,
-        48000,
-        "general",
-        "dns4_noise",
-    )
-    corpus.audio(
-        f"{base}/noise_fullband/-2jL8YmYS1k.wav", 0.2, 44100, "general", "dns4_noise", channels=2
-    )
-    corpus.corrupt(f"{base}/noise_fullband/Tv5cM1AQnyk.wav")
-    corpus.ignored(f"{base}/dev_testset/noisy_testclips/clip_0.wav")
-    corpus.ignored(f"{base}/impulse_responses/SLR26/simulated_rirs_48k/smallroom/Room001-00001.wav")
-    (root / base / "clean_fullband" / "README.txt").write_text("not audio")
+    corpus.audio(f"{noise}/-2jL8YmYS1k.wav", 0.2, 44100, "general", "dns4_noise", channels=2)
+    corpus.corrupt(f"{noise}/Tv5cM1AQnyk.wav")
+    corpus.ignored("datasets_fullband/dev_testset/noisy_testclips/clip_0.wav")
+    corpus.ignored("datasets_fullband/impulse_responses/SLR26/smallroom/Room001-00001.wav")
     return corpus
 
 

@@ -11,7 +11,7 @@ from fake_corpora import (
     FakeCorpus,
     make_audioset,
     make_common_voice,
-    make_dns4,
+    make_dns_challenge,
     make_fsd50k,
     make_jamendo,
 )
@@ -46,13 +46,15 @@ def assert_matches(report: BuildReport, corpus: FakeCorpus) -> None:
     assert report.skipped_counts() == corpus.skipped
 
 
-def test_dns4(tmp_path: Path, recipe) -> None:
-    corpus = make_dns4(tmp_path / "dns")
+def test_dns_challenge(tmp_path: Path, recipe) -> None:
+    corpus = make_dns_challenge(tmp_path / "dns")
     # --root may be datasets_fullband itself or the folder holding it.
-    report = recipe("dns4").build(tmp_path / "dns", tmp_path / "dns4.jsonl", num_workers=2)
+    report = recipe("dns_challenge").build(
+        tmp_path / "dns", tmp_path / "dns_challenge.jsonl", num_workers=2
+    )
     assert_matches(report, corpus)
     with pytest.raises(FileNotFoundError, match="no clean_fullband or noise_fullband"):
-        recipe("dns4").sources(tmp_path)
+        recipe("dns_challenge").sources(tmp_path)
 
 
 def test_common_voice_tsv(tmp_path: Path, recipe) -> None:

@@ -12,7 +12,8 @@ recursively):
         noise_fullband/*.wav            Freesound / AudioSet noise clips
         dev_testset/, impulse_responses/  (not used)
 
-    python recipes/dns4.py --root /data/datasets_fullband --out data_manifests/dns4.jsonl
+    python recipes/dns_challenge.py --root /data/datasets_fullband \
+        --out data_manifests/dns_challenge.jsonl
 """
 
 from __future__ import annotations
