@@ -6,8 +6,10 @@ normalisation and gains on) in one single-threaded process, as a worker runs the
 24 kHz mono and 48 kHz stereo codecs. Prints the median over several runs, the cost of one
 source (read + resample), and the workers each GPU needs at the paper's 8 segments per update.
 
-Files stay in the page cache after the first pass, so this measures decoding, resampling and
-mixing, not the disk: on a network file system budget more workers.
+Rates are per CPU-second of the process (a worker owns a core in training), so a busy machine
+changes them less than wall-clock rates, which are printed beside them. Files stay in the page
+cache after the first pass, so this measures decoding, resampling and mixing, not the disk: on
+a network file system budget more workers.
 
     python benchmarks/data_throughput.py [--runs 5] [--batches 25]
 """
@@ -68,22 +70,24 @@ def make_dataset(manifest: Path, sample_rate: int, channels: int) -> MixtureData
     )
 
 
-def segments_per_second(dataset: MixtureDataset, first: int, batches: int) -> float:
-    start = time.perf_counter()
+def segments_per_second(dataset: MixtureDataset, first: int, batches: int) -> tuple[float, float]:
+    """Segments per CPU-second and per wall-clock second over `batches` batches."""
+    cpu, wall = time.process_time(), time.perf_counter()
     for index in range(first, first + batches):
         dataset.batch(index)
-    return batches * BATCH_SIZE / (time.perf_counter() - start)
+    segments = batches * BATCH_SIZE
+    return segments / (time.process_time() - cpu), segments / (time.perf_counter() - wall)
 
 
 def ms_per_source(dataset: MixtureDataset, count: int = 200) -> float:
-    """Median time to read and resample one 1-second source, in ms."""
+    """Median CPU time to read and resample one 1-second source, in ms."""
     reader, rng = dataset.reader, np.random.default_rng(1)
     times = []
     for _ in range(count):
         path = dataset.corpus.path(int(rng.integers(len(dataset.corpus))))
-        start = time.perf_counter()
+        start = time.process_time()
         reader.resample([reader.read(path, rng.random())])
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return 1000 * statistics.median(times)
 
 
@@ -95,7 +99,10 @@ def main() -> None:
     torch.set_num_threads(1)  # as in a DataLoader worker (see AudioDataModule)
     needed = BATCH_SIZE * UPDATES_PER_SECOND
     print(f"one worker, batches of {BATCH_SIZE}, median of {args.runs} runs x {args.batches}")
-    print(f"{'sources':>13} {'model':>13} {'segments/s':>11} {'ms/source':>10} {'workers/GPU':>12}")
+    print(
+        f"{'sources':>13} {'model':>13} {'segments/s':>11} {'(wall)':>7} {'ms/source':>10} "
+        f"{'workers/GPU':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for format_name, (extension, subtype) in FORMATS.items():
             root = Path(tmp) / extension
@@ -104,13 +111,13 @@ def main() -> None:
             for target_name, (sample_rate, channels) in TARGETS.items():
                 dataset = make_dataset(manifest, sample_rate, channels)
                 segments_per_second(dataset, 0, 2)  # warm up: kernels, page cache
-                rates = [
+                runs = [
                     segments_per_second(dataset, 2 + run * args.batches, args.batches)
                     for run in range(args.runs)
                 ]
-                rate = statistics.median(rates)
+                rate, wall = (statistics.median(r) for r in zip(*runs, strict=True))
                 print(
-                    f"{'44.1 kHz ' + format_name:>13} {target_name:>13} {rate:>11.0f} "
+                    f"{'44.1 kHz ' + format_name:>13} {target_name:>13} {rate:>11.0f} {wall:>7.0f} "
                     f"{ms_per_source(dataset):>10.2f} {math.ceil(needed / rate):>12d}"
                 )
     print(
