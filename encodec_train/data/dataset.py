@@ -151,17 +151,17 @@ class MixtureDataset(IterableDataset):
         rng = np.random.Generator(np.random.PCG64([self.seed, self.stream, index]))
         segments: list[RawSegment] = []
         examples: list[int] = []
-        failed = 0
+        skipped = 0
         for example, (strategy, files) in enumerate(self.sampler.draw(rng, self.batch_size)):
             for slot in range(len(files)):
                 segment, failures = self._read_or_replace(rng, strategy, files, slot)
-                failed += failures
+                skipped += failures
                 segments.append(segment)
                 examples.append(example)
         gains = self.mixer.draw_gains(rng, len(segments))
         sources, valid = self.reader.resample(segments)
         audio, mask = self.mixer.mix(sources, valid, torch.tensor(examples), gains, self.batch_size)
-        return {"audio": audio, "mask": mask, "skipped_files": failed}
+        return {"audio": audio, "mask": mask, "skipped_files": skipped}
 
     def _read_or_replace(
         self, rng: np.random.Generator, strategy: int, files: list[int], slot: int
@@ -169,8 +169,8 @@ class MixtureDataset(IterableDataset):
         """Read `files[slot]`, replacing it in place by new draws from the strategy's pool while
         it fails; return the segment and the number of failed draws."""
         for failures in range(MAX_CONSECUTIVE_FAILURES):
-            failed_file = files[slot]
-            segment = self._read(failed_file, rng.random())
+            file = files[slot]
+            segment = self._read(file, rng.random())
             if segment is not None:
                 return segment, failures
             # The replacement is drawn from the batch's generator whether the failure was
@@ -180,7 +180,7 @@ class MixtureDataset(IterableDataset):
         name = self.sampler.strategies[strategy].name
         raise RuntimeError(
             f"{MAX_CONSECUTIVE_FAILURES} files in a row of strategy {name}'s pool could not be "
-            f"read; the last: {self._unreadable[failed_file]}"
+            f"read; the last: {self._unreadable[file]}"
         )
 
     def _read(self, file: int, position: float) -> RawSegment | None:

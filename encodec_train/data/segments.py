@@ -1,9 +1,10 @@
 """Reading fixed-length segments of audio files: partial reads, resampling, channel mapping.
 
-A segment is read by seeking into the file and decoding only the frames it needs (plus a short
-margin on each side, so the resampler's filter sees real signal rather than zeros at the
-segment's edges), then resampled to the model's rate in batches that share one cached sinc
-kernel per (source rate, model rate) pair, and cropped to exactly `segment_seconds` of output.
+A segment is read by seeking into the file and decoding only the frames it needs plus the
+resampling filter's half-length on each side (so the filter sees real signal, not zeros, at
+the segment's edges). Segments are then resampled to the model's rate in batches, one strided
+convolution per source rate with a sinc kernel built once per process, to exactly
+`round(segment_seconds * sample_rate)` samples.
 """
 
 from __future__ import annotations
