@@ -10,10 +10,9 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from encodec_train.training.builder import build_module, build_trainer, prepare_data, resolve_resume
+from encodec_train.training.builder import fit
 
 log = logging.getLogger("encodec_train")
 
@@ -37,12 +36,7 @@ def summarize(module, trainer: L.Trainer, validation: dict[str, float]) -> str:
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    prepare_data(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    module = build_module(cfg)
-    datamodule = instantiate(cfg.data)
-    trainer = build_trainer(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    module, trainer, datamodule = fit(cfg)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         print(summarize(module, trainer, results[0] if results else {}))

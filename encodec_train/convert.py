@@ -87,20 +87,14 @@ def to_hf_state_dict(model: EncodecModel) -> dict[str, torch.Tensor]:
 
 
 def _rename_into(
-    model: nn.Module, state: Mapping[str, torch.Tensor], rename, source: str
+    model: nn.Module, state: Mapping[str, torch.Tensor], rename
 ) -> dict[str, torch.Tensor]:
     """Map a foreign state dict onto `model`'s keys by renaming `model`'s own keys with
-    `rename` and looking them up (so every direction uses one forward mapping)."""
-    state = {_parametrized_name(k): v for k, v in state.items()}
+    `rename` and looking them up (so every direction uses one forward mapping). Keys with no
+    counterpart keep their name, for `load_weights` to report."""
     lookup = {_parametrized_name(rename(k)): k for k in model.state_dict()}
-    ours = {lookup[k]: v for k, v in state.items() if k in lookup}
-    unexpected = [k for k in state if k not in lookup]
-    if unexpected:
-        raise CheckpointMismatchError(
-            f"{source}: {len(unexpected)} tensor(s) have no place in the model, "
-            f"e.g. {unexpected[:5]}"
-        )
-    return ours
+    renamed = (_parametrized_name(k) for k in state)
+    return {lookup.get(k, k): v for k, v in zip(renamed, state.values(), strict=True)}
 
 
 def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -155,7 +149,7 @@ def load_official(path: str | Path) -> EncodecModel:
     """An official EnCodec checkpoint (e.g. `encodec_24khz-d7cc33bc.th`) as our model."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = official_model_for(state)
-    load_weights(model, _rename_into(model, state, _official_name, str(path)), str(path))
+    load_weights(model, _rename_into(model, state, _official_name), str(path))
     return model.eval()
 
 
@@ -290,7 +284,7 @@ def load_hf(directory: str | Path) -> EncodecModel:
     directory = Path(directory)
     config, state = _read_hf_directory(directory)
     model = EncodecModel(**_model_config_from_hf(config))
-    load_weights(model, _rename_into(model, state, _hf_name, str(directory)), str(directory))
+    load_weights(model, _rename_into(model, state, _hf_name), str(directory))
     return model.eval()
 
 
@@ -336,15 +330,13 @@ def load_pretrained(
         raise FileNotFoundError(f"init_from: {path} does not exist")
     if path.is_dir():
         config, state = _read_hf_directory(path)
-        return PretrainedWeights(
-            _rename_into(model, state, _hf_name, str(path)), None, None, str(path)
-        )
+        return PretrainedWeights(_rename_into(model, state, _hf_name), None, None, str(path))
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     own = _read_own_checkpoint(checkpoint, use_ema)
     if own is not None:
         own.source = str(path)
         return own
-    generator = _rename_into(model, checkpoint, _official_name, str(path))
+    generator = _rename_into(model, checkpoint, _official_name)
     return PretrainedWeights(generator, None, None, str(path))
 
 

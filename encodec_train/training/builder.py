@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from encodec_train.convert import load_pretrained, load_weights
-from encodec_train.training.callbacks import AudioExamples
+from encodec_train.training.callbacks import AudioExamples, SaveLastOnTrainEnd
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 
@@ -72,7 +72,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
             every_n_train_steps=cfg.checkpoint_every_n_steps,
             save_last=True,
             save_top_k=0,
-        )
+        ),
+        SaveLastOnTrainEnd(run_dir / "checkpoints" / "last.ckpt"),
     ]
     if cfg.audio_examples_every_n_steps:
         callbacks.append(AudioExamples(cfg.audio_examples_every_n_steps, run_dir / "examples"))
@@ -95,3 +96,14 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     if not Path(cfg.resume).exists():
         raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
     return str(cfg.resume)
+
+
+def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModule]:
+    """Everything `python -m encodec_train` does before the summary: check, build, train."""
+    prepare_data(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    return module, trainer, datamodule

@@ -66,3 +66,13 @@ class AudioExamples(L.Callback):
                 step=step,
             )
         return paths
+
+
+class SaveLastOnTrainEnd(L.Callback):
+    """Write `last.ckpt` when training ends, whatever step the periodic saves stopped at."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path)

@@ -90,6 +90,7 @@ class CodecGANModule(L.LightningModule):
         self.train_metrics = MetricAccumulator()
         self.history: list[dict[str, float]] = []
         self._last_log_time: float | None = None
+        self._pending_rng_states: dict[str, Any] | None = None
 
     # -- optimisation ---------------------------------------------------------------------
 
@@ -218,9 +219,16 @@ class CodecGANModule(L.LightningModule):
             checkpoint["generator_ema"] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        restore_rng_states(checkpoint["rng_states"], self.rng)
+        # Applied at the first batch: creating the DataLoader iterator after the restore draws
+        # from torch's global generator, which the interrupted run had not done at this step.
+        self._pending_rng_states = checkpoint["rng_states"]
         if self.ema is not None and "generator_ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["generator_ema"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng_states is not None:
+            restore_rng_states(self._pending_rng_states, self.rng)
+            self._pending_rng_states = None
 
     def on_fit_start(self) -> None:
         if self.ema is not None:
@@ -233,7 +241,8 @@ def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:
     states: dict[str, Any] = {
         "module": module_rng.get_state(),
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        # As a tensor and plain numbers, so the checkpoint loads with `weights_only=True`.
+        "numpy": _numpy_state_to_tensors(np.random.get_state()),
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -241,10 +250,16 @@ def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:
     return states
 
 
+def _numpy_state_to_tensors(state: tuple) -> tuple:
+    kind, keys, position, has_gauss, cached = state
+    return kind, torch.from_numpy(keys.copy()), int(position), int(has_gauss), float(cached)
+
+
 def restore_rng_states(states: dict[str, Any], module_rng: torch.Generator) -> None:
     module_rng.set_state(states["module"])
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), position, has_gauss, cached))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])

@@ -1,0 +1,136 @@
+"""End-to-end training on the demo corpus: learning, checkpoints, exact resume, fine-tuning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from run_helpers import demo_config
+
+from encodec_train.model import EncodecModel
+from encodec_train.training.builder import fit
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from encodec_train.data.synth import ensure_demo_corpus
+
+    root = tmp_path_factory.mktemp("demo_corpus")
+    ensure_demo_corpus(root)
+    return root
+
+
+def _losses_per_step(module) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k.startswith("train/loss_")} for h in module.history]
+
+
+def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus):
+    steps, stop = 6, 3
+    common = ("checkpoint_every_n_steps=1", f"trainer.max_steps={steps}", "trainer.max_epochs=-1")
+    full, _, _ = fit(demo_config(tmp_path / "full", *common, corpus=corpus))
+
+    first, trainer, _ = fit(
+        demo_config(tmp_path / "split", *common, f"trainer.max_steps={stop}", corpus=corpus)
+    )
+    assert trainer.global_step == stop
+    resumed, trainer, _ = fit(demo_config(tmp_path / "split", *common, corpus=corpus))
+    assert trainer.global_step == steps
+
+    expected = _losses_per_step(full)
+    got = _losses_per_step(first) + _losses_per_step(resumed)
+    assert len(expected) == len(got) == steps
+    for step, (a, b) in enumerate(zip(expected, got, strict=True), start=1):
+        assert a.keys() == b.keys(), step
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (step, key)
+    for (name, a), b in zip(
+        full.generator.state_dict().items(), resumed.generator.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_checkpoint_rebuilds_the_model_without_config(tmp_path, corpus):
+    module, trainer, _ = fit(demo_config(tmp_path, "trainer.max_steps=2", corpus=corpus))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    model = EncodecModel.from_checkpoint(last)
+    assert model.config == module.generator.config
+    for name, tensor in module.generator.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor, msg=name)
+    # Everything a resume needs: both optimizers, every RNG, the balancer's EMA, the data
+    # stream's position; and it loads without unpickling arbitrary objects.
+    checkpoint = torch.load(last, weights_only=True)
+    assert len(checkpoint["optimizer_states"]) == 2
+    assert set(checkpoint["rng_states"]) >= {"module", "torch", "numpy", "python"}
+    assert {"balancer.norm_sums", "balancer.norm_count"} <= set(checkpoint["state_dict"])
+    assert checkpoint["AudioDataModule"]["batches_consumed"] == 2
+
+
+def test_init_from_official_checkpoint(tmp_path, corpus):
+    """Fine-tuning from a state dict written by the reference package (random weights,
+    filled codebooks): the weights arrive, step and optimizers start afresh."""
+    encodec = pytest.importorskip("encodec")
+    # The reference package's modules, shaped like the demo's tiny preset.
+    conv = dict(n_filters=8, dimension=64, lstm=1, causal=True, norm="weight_norm")
+    reference = encodec.EncodecModel(
+        encodec.modules.SEANetEncoder(**conv),
+        encodec.modules.SEANetDecoder(**conv),
+        encodec.quantization.ResidualVectorQuantizer(dimension=64, n_q=10, bins=256),
+        target_bandwidths=[1.5, 3.0, 6.0],
+        sample_rate=24000,
+        channels=1,
+    )
+    # Codebooks as a trained checkpoint holds them: vectors with consistent EMA statistics.
+    for layer in reference.quantizer.vq.layers:
+        codebook = layer._codebook
+        codebook.embed.copy_(torch.randn_like(codebook.embed))
+        codebook.cluster_size.fill_(100.0)
+        codebook.embed_avg.copy_(codebook.embed * 100.0)
+        codebook.inited.fill_(1.0)
+    state = reference.state_dict()
+    path = tmp_path / "official.th"
+    torch.save(state, path)
+
+    module, trainer, _ = fit(
+        demo_config(tmp_path, f"init_from={path}", "trainer.max_steps=1", corpus=corpus)
+    )
+    assert trainer.global_step == 1
+    ours = module.generator.state_dict()
+    # One Adam step moves each weight by at most about lr (3e-4).
+    torch.testing.assert_close(
+        ours["encoder.model.0.conv.conv.bias"],
+        state["encoder.model.0.conv.conv.bias"],
+        atol=1e-3,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        ours["encoder.model.0.conv.conv.parametrizations.weight.original1"],
+        state["encoder.model.0.conv.conv.weight_v"],
+        atol=1e-3,
+        rtol=0,
+    )
+    # The loaded codebooks continue their EMA (decay 0.99) instead of a k-means restart, so
+    # after one step every code has moved by at most ~1% of its distance to the data.
+    for level in range(10):
+        key = f"quantizer.vq.layers.{level}._codebook.embed"
+        moved = (ours[key] - state[key]).norm(dim=1) / state[key].norm(dim=1)
+        assert moved.max() < 0.05, (level, moved.max())
+
+
+def test_init_from_a_mismatching_checkpoint_lists_keys_and_shapes(tmp_path, corpus):
+    from encodec_train.convert import CheckpointMismatchError, export_official
+    from encodec_train.model import encodec_24khz
+
+    path = export_official(encodec_24khz(), tmp_path / "big.th")
+    with pytest.raises(CheckpointMismatchError, match=r"shape mismatch .*checkpoint \(32, 1, 1\)"):
+        fit(demo_config(tmp_path, f"init_from={path}", "trainer.max_steps=1", corpus=corpus))
+
+
+@pytest.mark.slow
+def test_demo_training_lowers_the_mel_loss(tmp_path, corpus):
+    module, trainer, datamodule = fit(
+        demo_config(tmp_path, "trainer.max_steps=60", "trainer.max_epochs=-1", corpus=corpus)
+    )
+    mel = [h["train/loss_mel"] for h in module.history]
+    start, end = sum(mel[:5]) / 5, sum(mel[-5:]) / 5
+    assert math.isfinite(end) and end < 0.8 * start
