@@ -47,7 +47,9 @@ def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus):
     for (name, a), b in zip(
         full.generator.state_dict().items(), resumed.generator.state_dict().values(), strict=True
     ):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            b, a, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 def test_checkpoint_rebuilds_the_model_without_config(tmp_path, corpus):
