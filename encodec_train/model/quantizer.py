@@ -117,15 +117,18 @@ class ResidualVectorQuantizer(nn.Module):
         return max(1, min(self.n_q, math.floor(bandwidth_kbps / per_level)))
 
     def encode(self, x: torch.Tensor, n_q: int) -> torch.Tensor:
-        """Latent [batch, dim, frames] → codes [n_q, batch, frames] (no state change)."""
-        x = x.float()
-        residual = x
-        codes = []
-        for layer in self.vq.layers[:n_q]:
-            level_codes = layer.encode(residual)
-            residual = residual - layer.decode(level_codes)
-            codes.append(level_codes)
-        return torch.stack(codes)
+        """Latent [batch, dim, frames] → codes [n_q, batch, frames] (no state change).
+
+        fp32 even under autocast, as `forward`: distances in bf16 pick other codes.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            residual = x.float()
+            codes = []
+            for layer in self.vq.layers[:n_q]:
+                level_codes = layer.encode(residual)
+                residual = residual - layer.decode(level_codes)
+                codes.append(level_codes)
+            return torch.stack(codes)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [n_q, batch, frames] → latent [batch, dim, frames]."""

@@ -1,0 +1,273 @@
+"""ResidualVectorQuantizer against independent computations: bandwidth → codebooks from the
+closed form, hand-computed commitment losses and metrics, a float64 brute-force quantizer,
+and two gloo ranks against one process trained on their concatenated data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from encodec_train.model import ResidualVectorQuantizer
+
+
+def brute_force_codes(latent: torch.Tensor, embeds: list[torch.Tensor]) -> torch.Tensor:
+    """Residual quantisation in float64 by explicit distances: [batch, dim, frames] →
+    [n_q, batch, frames]."""
+    residual = latent.double().transpose(1, 2)
+    codes = []
+    for embed in embeds:
+        embed = embed.double()
+        level = ((residual[..., None, :] - embed) ** 2).sum(-1).argmin(-1)
+        codes.append(level)
+        residual = residual - embed[level]
+    return torch.stack(codes)
+
+
+def quantizer_with_codebooks(embeds: list[list[list[float]]], **kwargs) -> ResidualVectorQuantizer:
+    """A quantizer whose codebooks are already initialised to the given vectors."""
+    first = torch.tensor(embeds[0])
+    quantizer = ResidualVectorQuantizer(
+        dimension=first.shape[1], n_q=len(embeds), codebook_size=first.shape[0], **kwargs
+    )
+    with torch.no_grad():
+        for layer, embed in zip(quantizer.vq.layers, embeds, strict=True):
+            codebook = layer._codebook
+            codebook.embed.copy_(torch.tensor(embed))
+            codebook.embed_avg.copy_(codebook.embed)
+            codebook.cluster_size.fill_(1.0)
+            codebook.inited.fill_(1.0)
+    return quantizer
+
+
+# -- bandwidth → number of codebooks ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame_rate, n_q, expected",
+    [
+        (75, 32, {1.5: 2, 3.0: 4, 6.0: 8, 12.0: 16, 24.0: 32}),
+        (150, 16, {3.0: 2, 6.0: 4, 12.0: 8, 24.0: 16}),
+    ],
+    ids=["24khz", "48khz"],
+)
+def test_bandwidth_selects_the_paper_number_of_codebooks(frame_rate, n_q, expected):
+    quantizer = ResidualVectorQuantizer(dimension=4, n_q=n_q, codebook_size=1024)
+    for bandwidth, codebooks in expected.items():
+        assert quantizer.num_codebooks(frame_rate, bandwidth) == codebooks
+        # closed form: 10 bits per code, frame_rate codes per second
+        assert codebooks == math.floor(bandwidth * 1000 / (10 * frame_rate))
+    assert quantizer.num_codebooks(frame_rate, None) == n_q
+
+
+# -- commitment loss, straight-through estimator, metrics ------------------------------
+
+# Level 1 maps (1, 2) → (1, 1) and (-1, 0.5) → (-1, 0): residuals (0, 1) and (0, 0.5).
+# Level 2 maps (0, 1) → (0, 1) and (0, 0.5) → (0, 0.25): residuals (0, 0) and (0, 0.25).
+HAND_CODEBOOKS = [[[1.0, 1.0], [-1.0, 0.0]], [[0.0, 1.0], [0.0, 0.25]]]
+HAND_LATENT = torch.tensor([[[1.0, -1.0], [2.0, 0.5]]])  # [batch 1, dim 2, frames 2]
+LEVEL_MSE = [(1.0 + 0.25) / 4, 0.0625 / 4]  # mean over the 4 latent values
+
+
+@pytest.mark.parametrize(
+    "reduction, weight, expected",
+    [
+        ("sum", 1.0, LEVEL_MSE[0] + LEVEL_MSE[1]),
+        ("mean", 1.0, (LEVEL_MSE[0] + LEVEL_MSE[1]) / 2),
+        ("sum", 2.5, 2.5 * (LEVEL_MSE[0] + LEVEL_MSE[1])),
+    ],
+)
+def test_commitment_loss_is_the_hand_computed_mse(reduction, weight, expected):
+    quantizer = quantizer_with_codebooks(
+        HAND_CODEBOOKS,
+        dead_code_threshold=0.0,
+        commitment_reduction=reduction,
+        commitment_weight=weight,
+    ).train()
+    out = quantizer(HAND_LATENT.clone(), n_q=2)
+    assert out.codes.tolist() == [[[0, 1]], [[0, 1]]]
+    assert out.commitment_loss.item() == pytest.approx(expected, rel=1e-6)
+    expected_quantized = [[[1.0, -1.0], [2.0, 0.25]]]  # (1,1)+(0,1) and (-1,0)+(0,0.25)
+    assert out.quantized.tolist() == expected_quantized
+
+
+def test_commitment_loss_is_zero_in_eval_mode_and_the_codebooks_do_not_move():
+    quantizer = quantizer_with_codebooks(HAND_CODEBOOKS).eval()
+    before = {k: v.clone() for k, v in quantizer.state_dict().items()}
+    out = quantizer(HAND_LATENT.clone(), n_q=2)
+    assert out.commitment_loss.item() == 0.0
+    assert out.codes.tolist() == [[[0, 1]], [[0, 1]]]
+    for key, value in quantizer.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_straight_through_estimator_passes_gradients_unchanged():
+    gen = torch.Generator().manual_seed(0)
+    embeds = [torch.randn(8, 6, generator=gen).tolist() for _ in range(3)]
+    quantizer = quantizer_with_codebooks(embeds, dead_code_threshold=0.0).train()
+    x = torch.randn(2, 6, 10, generator=gen, requires_grad=True)
+    out = quantizer(x, n_q=3)
+    upstream = torch.randn(out.quantized.shape, generator=gen)
+    out.quantized.backward(upstream)
+    assert torch.equal(x.grad, upstream)
+    # ... while the forward value is the hard quantisation of x with the codebooks as they
+    # were before this step's EMA update.
+    assert torch.equal(out.codes, brute_force_codes(x.detach(), [torch.tensor(e) for e in embeds]))
+    hard = sum(
+        torch.tensor(embed)[codes].transpose(1, 2)
+        for embed, codes in zip(embeds, out.codes, strict=True)
+    )
+    torch.testing.assert_close(out.quantized, hard, rtol=0, atol=1e-6)
+
+
+def test_commitment_loss_gradient_reaches_the_latent_through_the_first_level_only():
+    """As in the official code, the straight-through estimator detaches the residuals, so
+    only the first level's term of the loss has a gradient with respect to the latent."""
+    quantizer = quantizer_with_codebooks(HAND_CODEBOOKS, dead_code_threshold=0.0).train()
+    x = HAND_LATENT.clone().requires_grad_(True)
+    quantizer(x, n_q=2).commitment_loss.backward()
+    # d/dx mean((x - q1)²) = 2 (x - q1) / 4, with x - q1 = (0, 1) and (0, 0.5)
+    expected = torch.tensor([[[0.0, 0.0], [0.5, 0.25]]])
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_commitment_loss_gradient_equals_the_official_quantizer():
+    vq = pytest.importorskip("encodec.quantization.vq")
+    ours = quantizer_with_codebooks(
+        HAND_CODEBOOKS, dead_code_threshold=0.0, commitment_reduction="mean"
+    ).train()
+    ref = vq.ResidualVectorQuantizer(dimension=2, n_q=2, bins=2, threshold_ema_dead_code=0)
+    ref.load_state_dict(ours.state_dict())
+    ref.train()
+    x_ours = HAND_LATENT.clone().requires_grad_(True)
+    x_ref = HAND_LATENT.clone().requires_grad_(True)
+    ours(x_ours, n_q=2).commitment_loss.backward()
+    ref(x_ref, 1, None).penalty.backward()  # None: all levels
+    torch.testing.assert_close(x_ours.grad, x_ref.grad)
+
+
+def test_usage_and_perplexity_of_a_hand_built_assignment():
+    # Four codes far apart; the batch uses code 0 twice, codes 1 and 2 once, code 3 never.
+    embeds = [[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]]
+    quantizer = quantizer_with_codebooks(embeds, dead_code_threshold=0.0).train()
+    latent = torch.tensor([[[0.1, -0.1, 9.9, 0.2], [0.0, 0.1, 0.0, 10.1]]])
+    out = quantizer(latent, n_q=1)
+    assert out.codes.tolist() == [[[0, 0, 1, 2]]]
+    assert out.metrics["codebook_usage/0"].item() == pytest.approx(3 / 4)
+    # probabilities (1/2, 1/4, 1/4, 0): entropy 1.5 ln 2, perplexity 2^1.5
+    assert out.metrics["codebook_perplexity/0"].item() == pytest.approx(2**1.5, rel=1e-6)
+
+
+# -- precision -------------------------------------------------------------------------
+
+
+def test_quantizer_stays_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(
+        dimension=8, n_q=4, codebook_size=32, kmeans_iters=5, dead_code_threshold=0.0
+    ).train()
+    projection = nn.Conv1d(8, 8, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        latent = projection(torch.randn(4, 8, 50))
+        assert latent.dtype == torch.bfloat16  # autocast is active
+        out = quantizer(latent, n_q=4)
+    assert out.quantized.dtype == torch.float32
+    assert out.commitment_loss.dtype == torch.float32
+    for name, buffer in quantizer.state_dict().items():
+        assert buffer.dtype == torch.float32, name
+
+    # Codes under autocast equal a float64 brute force on the same (bf16-valued) latent:
+    # distances in bf16 would pick other codes.
+    quantizer.eval()
+    embeds = [layer._codebook.embed for layer in quantizer.vq.layers]
+    expected = brute_force_codes(latent.detach(), embeds)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(quantizer(latent, n_q=4).codes, expected)
+        assert torch.equal(quantizer.encode(latent, n_q=4), expected)
+
+
+# -- distributed training --------------------------------------------------------------
+
+WORLD = 2
+STEPS = 4
+
+
+def make_distributed_quantizer(threshold: float) -> ResidualVectorQuantizer:
+    return ResidualVectorQuantizer(
+        dimension=8, n_q=3, codebook_size=16, kmeans_iters=5, dead_code_threshold=threshold
+    ).train()
+
+
+def rank_batch(rank: int, step: int) -> torch.Tensor:
+    """Each rank sees differently distributed data: [2, 8, 12]."""
+    gen = torch.Generator().manual_seed(100 * step + rank)
+    return (1 + rank) * torch.randn(2, 8, 12, generator=gen) + rank
+
+
+def train(quantizer: ResidualVectorQuantizer, batches) -> None:
+    torch.manual_seed(1234)  # the k-means and dead-code draws (made on rank 0)
+    for x in batches:
+        quantizer(x, n_q=3)
+
+
+def _distributed_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        for threshold in (0.0, 2.0):
+            quantizer = make_distributed_quantizer(threshold)
+            train(quantizer, [rank_batch(rank, step) for step in range(STEPS)])
+            torch.save(quantizer.state_dict(), Path(out_dir) / f"rank{rank}-{threshold}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def distributed_states(tmp_path_factory) -> dict[tuple[int, float], dict[str, torch.Tensor]]:
+    out_dir = tmp_path_factory.mktemp("gloo")
+    mp.spawn(
+        _distributed_worker, args=(str(out_dir / "init"), str(out_dir)), nprocs=WORLD, join=True
+    )
+    return {
+        (rank, threshold): torch.load(out_dir / f"rank{rank}-{threshold}.pt")
+        for rank in range(WORLD)
+        for threshold in (0.0, 2.0)
+    }
+
+
+@pytest.mark.parametrize("threshold", [0.0, 2.0], ids=["no-dead-codes", "dead-code-revival"])
+def test_ranks_end_with_identical_codebooks(distributed_states, threshold):
+    rank0, rank1 = distributed_states[0, threshold], distributed_states[1, threshold]
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    # the codebooks did learn (k-means ran, EMA moved them)
+    assert rank0["vq.layers.2._codebook.inited"].item() == 1
+    assert rank0["vq.layers.0._codebook.embed"].abs().sum() > 0
+    if threshold:  # dead codes were replaced (on rank 0, then broadcast)
+        without = distributed_states[0, 0.0]["vq.layers.0._codebook.embed"]
+        assert not torch.allclose(rank0["vq.layers.0._codebook.embed"], without)
+
+
+def test_two_ranks_equal_one_process_on_the_concatenated_data(distributed_states):
+    """Statistics summed over ranks and k-means on the gathered samples make data-parallel
+    training equal single-process training on the whole batch."""
+    single = make_distributed_quantizer(0.0)
+    train(
+        single,
+        [torch.cat([rank_batch(r, step) for r in range(WORLD)]) for step in range(STEPS)],
+    )
+    distributed = distributed_states[0, 0.0]
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(distributed[key], value, rtol=1e-5, atol=1e-5)
+    # and not what rank 0 alone would have learnt
+    alone = make_distributed_quantizer(0.0)
+    train(alone, [rank_batch(0, step) for step in range(STEPS)])
+    assert not torch.allclose(
+        alone.state_dict()["vq.layers.0._codebook.embed"],
+        distributed["vq.layers.0._codebook.embed"],
+    )
