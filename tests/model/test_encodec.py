@@ -13,16 +13,6 @@ from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, enco
 from encodec_train.model.encodec import linear_overlap_add
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Small models run op by op: with 2 threads on a busy 2-core machine each op waits for
-    the other core (a tiny-model pass took 3 s instead of 16 ms)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_24khz() -> EncodecModel:
     return encodec_24khz().eval()

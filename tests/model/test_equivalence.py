@@ -63,16 +63,6 @@ def make_audio(
     return torch.stack(items)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many small forward passes: on a busy 2-core machine, two OpenMP threads wait for each
-    other at every op and made these tests 10-15x slower than one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @torch.no_grad()
 def randomize_(
     encoder: nn.Module,
