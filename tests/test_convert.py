@@ -56,7 +56,7 @@ def test_export_hf_writes_config_weights_and_feature_extractor(tmp_path):
     assert (config["sampling_rate"], config["audio_channels"]) == (24_000, 2)
     assert (config["chunk_length_s"], config["overlap"]) == (0.5, 0.01)
     assert (config["norm_type"], config["use_causal_conv"]) == ("time_group_norm", False)
-    assert (config["num_filters"], config["hidden_size"], config["codebook_size"]) == (8, 64, 256)
+    assert (config["num_filters"], config["hidden_size"], config["codebook_size"]) == (8, 64, 64)
     extractor = json.loads((directory / "preprocessor_config.json").read_text())
     assert extractor["feature_size"] == 2 and extractor["sampling_rate"] == 24_000
     assert (extractor["chunk_length_s"], extractor["overlap"]) == (0.5, 0.01)

@@ -110,6 +110,9 @@ class MultiScaleMelLoss(nn.Module):
         f_min: lowest mel frequency in Hz.
         f_max: highest mel frequency in Hz (default: Nyquist).
         power: exponent of the STFT magnitude before the mel filterbank.
+        log_floor: compare log10(max(mel, log_floor)) instead of the linear mel (audiocraft's
+            choice; None = the paper's linear mel). Log-mel weighs quiet bins as much as loud
+            ones, which makes a freshly initialised codec learn much faster.
     """
 
     def __init__(
@@ -120,10 +123,14 @@ class MultiScaleMelLoss(nn.Module):
         f_min: float = 0.0,
         f_max: float | None = None,
         power: float = 1.0,
+        log_floor: float | None = None,
     ) -> None:
         super().__init__()
+        if log_floor is not None and not log_floor > 0:
+            raise ValueError(f"log_floor must be positive or None, got {log_floor}")
         self.window_lengths = [2**i for i in window_exponents]
         self.power = power
+        self.log_floor = log_floor
         for n_fft in self.window_lengths:
             with warnings.catch_warnings():
                 # 64 bins over a 32-sample window necessarily leaves empty filters (the
@@ -142,9 +149,9 @@ class MultiScaleMelLoss(nn.Module):
         Args:
             x: audio `[batch, channels, time]`, longer than half the largest window.
         Returns:
-            one `[batch, channels, n_mels, frames_i]` tensor per scale.
+            one `[batch, channels, n_mels, frames_i]` tensor per scale (log10 when `log_floor`).
         """
-        return [
+        spectrograms = [
             mel_spectrogram(
                 x,
                 getattr(self, f"window_{n_fft}"),
@@ -154,6 +161,9 @@ class MultiScaleMelLoss(nn.Module):
             )
             for n_fft in self.window_lengths
         ]
+        if self.log_floor is None:
+            return spectrograms
+        return [torch.log10(spectrogram.clamp(min=self.log_floor)) for spectrogram in spectrograms]
 
     def forward(self, pred: Tensor, target_spectrograms: Sequence[Tensor]) -> Tensor:
         """ℓf between decoded audio and the target's precomputed spectrograms.

@@ -41,7 +41,12 @@ def encodec_48khz(**overrides: Any) -> EncodecModel:
 
 def encodec_tiny(**overrides: Any) -> EncodecModel:
     """A small streaming 24 kHz mono codec (about 0.7 M parameters) that trains on a CPU:
-    same architecture as `encodec_24khz`, narrower, one LSTM layer, 1.5/3/6 kbps."""
+    same architecture as `encodec_24khz`, narrower, one LSTM layer, 1.5/3/6 kbps.
+
+    64 codes per codebook with a dead-code threshold of 0.5 keep the codebooks stable at CPU
+    batch sizes: a batch of 4 × 1 s gives ~4.7 vectors per code, as the paper's 64 × 1 s
+    does for 1024 codes; with 1024 codes nearly every code would count as dead each step.
+    """
     config: dict[str, Any] = dict(
         sample_rate=24_000,
         channels=1,
@@ -51,7 +56,8 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
         n_filters=8,
         dimension=64,
         lstm_layers=1,
-        codebook_size=256,
+        codebook_size=64,
+        dead_code_threshold=0.5,
         kmeans_iters=10,
         name="encodec_tiny",
     )

@@ -136,14 +136,7 @@ class CodecGANModule(L.LightningModule):
             discriminator_opt.optimizer.step()
             metrics["discriminator_loss"] = discriminator_loss
 
-        target_spectrograms = self.mel_loss.spectrograms(real)
-        adversarial, feature_matching = self.adversarial.generator_losses(fake, real)
-        losses = {
-            "time": time_l1(fake, real),
-            "mel": self.mel_loss(fake, target_spectrograms),
-            "adversarial": adversarial,
-            "feature_matching": feature_matching,
-        }
+        losses = self.generator_losses(fake, real)
         balanced = self.balancer.combine(losses, fake)
         generator_opt.zero_grad(set_to_none=True)
         self.manual_backward(balanced + output.commitment_loss)
@@ -160,6 +153,20 @@ class CodecGANModule(L.LightningModule):
         self.train_metrics.add(output.metrics, "quantizer/")
         if self.global_step % self.log_every_n_steps == 0:
             self._log_running_means(batch_size=real.shape[0])
+
+    def generator_losses(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The balanced losses of the generator (paper eq. 4, without the commitment term).
+
+        The target's mel spectrograms are computed once here and shared by the mel loss.
+        """
+        target_spectrograms = self.mel_loss.spectrograms(real)
+        adversarial, feature_matching = self.adversarial.generator_losses(fake, real)
+        return {
+            "time": time_l1(fake, real),
+            "mel": self.mel_loss(fake, target_spectrograms),
+            "adversarial": adversarial,
+            "feature_matching": feature_matching,
+        }
 
     def _clip(self, optimizer, max_norm: float | None) -> None:
         if max_norm is not None:

@@ -135,3 +135,20 @@ def test_mel_loss_refuses_wrong_number_of_targets() -> None:
 def test_buffers_stay_out_of_the_state_dict() -> None:
     assert MultiScaleMelLoss(24000).state_dict() == {}
     assert math.isclose(MultiScaleMelLoss(24000).window_2048.sum().item(), 1024, rel_tol=1e-6)
+
+
+def test_log_mel_option_compares_log10_of_the_floored_spectrograms():
+    """With `log_floor`, each scale compares log10(max(mel, floor)): checked against the
+    linear spectrograms of the same module, logged by hand."""
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 1, 4096), 0.5 * torch.randn(2, 1, 4096)
+    linear = MultiScaleMelLoss(16000, n_mels=16, window_exponents=[8, 9])
+    logged = MultiScaleMelLoss(16000, n_mels=16, window_exponents=[8, 9], log_floor=1e-3)
+    expected = []
+    for a, b in zip(linear.spectrograms(y), linear.spectrograms(x), strict=True):
+        la, lb = np.log10(np.maximum(a.numpy(), 1e-3)), np.log10(np.maximum(b.numpy(), 1e-3))
+        expected.append(np.abs(la - lb).mean() + ((la - lb) ** 2).mean())
+    got = logged(y, logged.spectrograms(x))
+    assert got.item() == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    with pytest.raises(ValueError, match="log_floor"):
+        MultiScaleMelLoss(16000, log_floor=0.0)

@@ -167,8 +167,8 @@ def test_chunks_frames_and_lengths_by_hand():
     assert torch.equal(chunks[1], x[..., 2376:4776])
     with torch.inference_mode():
         frames = model.encode(x, 3.0)
-        # 3 kbps at 8 bits × 75 frames/s: 5 codebooks; ceil(length / 320) frames per chunk
-        assert [tuple(f.codes.shape) for f in frames] == [(2, 5, 8), (2, 5, 8), (2, 5, 1)]
+        # 3 kbps at 6 bits (64 codes) × 75 frames/s: 6 codebooks; ceil(length / 320) frames
+        assert [tuple(f.codes.shape) for f in frames] == [(2, 6, 8), (2, 6, 8), (2, 6, 1)]
         decoded = model.decode(frames)
         # overlap-add of 2560-, 2560- and 320-sample chunks placed 2376 apart
         assert decoded.shape == (2, 2, 2376 * 2 + 320)

@@ -271,7 +271,12 @@ def test_chunked_small_model_matches_official_over_many_chunks(record_property):
     )
     randomize_official_layout_(ref, seed=3)
     ours = encodec_tiny(
-        channels=2, causal=False, norm="time_group_norm", normalize=True, segment_seconds=0.1
+        channels=2,
+        causal=False,
+        norm="time_group_norm",
+        normalize=True,
+        segment_seconds=0.1,
+        codebook_size=256,
     ).eval()
     ours.load_state_dict(ref.state_dict())
     stride = int(0.99 * 2400)
