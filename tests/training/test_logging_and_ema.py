@@ -1,0 +1,106 @@
+"""Audio examples, W&B offline logging and the generator EMA, on short demo runs."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import soundfile as sf
+import torch
+from run_helpers import demo_config
+
+from encodec_train.model import EncodecModel
+from encodec_train.training.builder import fit
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from encodec_train.data.synth import ensure_demo_corpus
+
+    root = tmp_path_factory.mktemp("demo_corpus")
+    ensure_demo_corpus(root)
+    return root
+
+
+def test_audio_examples_are_the_model_output_at_every_bandwidth(tmp_path, corpus):
+    cfg = demo_config(
+        tmp_path, "trainer.max_steps=2", "audio_examples_every_n_steps=2", corpus=corpus
+    )
+    module, _, datamodule = fit(cfg)
+    folder = tmp_path / "run" / "examples" / "step_0000002"
+    reference = next(iter(datamodule.val_dataloader()))["audio"][:2]
+    module.generator.eval()
+    for bandwidth in module.generator.target_bandwidths:
+        with torch.no_grad():
+            expected = module.generator(reference, bandwidth).audio.clamp(-1, 1)
+        for item in range(2):
+            audio, rate = sf.read(folder / f"{bandwidth:g}kbps_{item}.wav", always_2d=True)
+            assert rate == module.generator.sample_rate
+            # 16-bit PCM: within one quantisation step.
+            torch.testing.assert_close(
+                torch.from_numpy(audio.T).float(), expected[item], atol=1 / 32768 + 1e-6, rtol=0
+            )
+    audio, _ = sf.read(folder / "reference_0.wav", always_2d=True)
+    torch.testing.assert_close(
+        torch.from_numpy(audio.T).float(), reference[0].clamp(-1, 1), atol=1 / 32768 + 1e-6, rtol=0
+    )
+
+
+def test_wandb_offline_run_needs_no_network(tmp_path, corpus, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    module, trainer, _ = fit(
+        demo_config(
+            tmp_path, "logger=wandb", "trainer.max_steps=2", "run_name=offline", corpus=corpus
+        )
+    )
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*-offline"))
+    assert len(runs) == 1, list((tmp_path / "run").rglob("*"))[:20]
+    assert any(runs[0].glob("*.wandb"))
+    assert "train/loss_mel" in module.history[-1]
+    import wandb
+
+    wandb.finish()
+
+
+class ParameterRecorder(L.Callback):
+    """The generator's parameters before training and after each step."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def _record(self, pl_module) -> None:
+        self.snapshots.append(
+            {k: v.detach().clone() for k, v in pl_module.generator.named_parameters()}
+        )
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._record(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._record(pl_module)
+
+
+def test_generator_ema_follows_the_closed_form_and_is_exported(tmp_path, corpus, monkeypatch):
+    recorder = ParameterRecorder()
+    original = L.Trainer.__init__
+
+    def with_recorder(self, *args, callbacks=(), **kwargs):
+        original(self, *args, callbacks=[*callbacks, recorder], **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "__init__", with_recorder)
+    module, _, _ = fit(
+        demo_config(tmp_path, "trainer.max_steps=2", "training.ema_decay=0.5", corpus=corpus)
+    )
+    p0, p1, p2 = recorder.snapshots
+    ema = dict(module.ema.module.named_parameters())
+    for name in p0:
+        # ema_2 = 0.5 · (0.5 · p0 + 0.5 · p1) + 0.5 · p2
+        expected = 0.25 * p0[name] + 0.25 * p1[name] + 0.5 * p2[name]
+        torch.testing.assert_close(ema[name], expected, rtol=1e-5, atol=1e-7, msg=name)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    exported = EncodecModel.from_checkpoint(last, use_ema=True)
+    raw = EncodecModel.from_checkpoint(last, use_ema=False)
+    name = "decoder.model.0.conv.conv.bias"
+    torch.testing.assert_close(dict(exported.named_parameters())[name], ema[name])
+    torch.testing.assert_close(dict(raw.named_parameters())[name], p2[name])
