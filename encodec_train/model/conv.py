@@ -23,15 +23,6 @@ def _check_norm(norm: str, causal: bool) -> None:
         raise ValueError("norm='time_group_norm' looks at the whole chunk and cannot be causal")
 
 
-def _normalized(module: nn.Module, norm: str) -> nn.Module:
-    # The parametrization's load hook also accepts old-style `weight_g` / `weight_v` keys.
-    return weight_norm(module) if norm == "weight_norm" else module
-
-
-def _norm_layer(channels: int, norm: str) -> nn.Module:
-    return nn.GroupNorm(1, channels) if norm == "time_group_norm" else nn.Identity()
-
-
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
     """Right padding that makes the last window full, so a transposed conv rebuilds every sample."""
     n_frames = (length - kernel_size + padding_total) / stride + 1
@@ -70,27 +61,32 @@ def split_padding(padding_total: int, causal: bool) -> tuple[int, int]:
     return padding_total - right, right
 
 
+def _normalized_conv(conv: nn.Module, norm: str, causal: bool) -> tuple[nn.Module, nn.Module]:
+    """(the conv, weight-normed when asked; the layer after it: GroupNorm or identity)."""
+    _check_norm(norm, causal)
+    # The parametrization's load hook also accepts old-style `weight_g` / `weight_v` keys.
+    normalized = weight_norm(conv) if norm == "weight_norm" else conv
+    after = nn.GroupNorm(1, conv.out_channels) if norm == "time_group_norm" else nn.Identity()
+    return normalized, after
+
+
 class NormConv1d(nn.Module):
     """`nn.Conv1d` with its normalisation (weight norm on the weight, or GroupNorm after it)."""
 
     def __init__(self, *args, norm: str = "none", causal: bool = False, **kwargs) -> None:
         super().__init__()
-        _check_norm(norm, causal)
-        self.conv = _normalized(nn.Conv1d(*args, **kwargs), norm)
-        self.norm = _norm_layer(self.conv.out_channels, norm)
+        self.conv, self.norm = _normalized_conv(nn.Conv1d(*args, **kwargs), norm, causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
 
 
 class NormConvTranspose1d(nn.Module):
-    """`nn.ConvTranspose1d` with its normalisation."""
+    """`nn.ConvTranspose1d` with its normalisation (`convtr` as the official key names)."""
 
     def __init__(self, *args, norm: str = "none", causal: bool = False, **kwargs) -> None:
         super().__init__()
-        _check_norm(norm, causal)
-        self.convtr = _normalized(nn.ConvTranspose1d(*args, **kwargs), norm)
-        self.norm = _norm_layer(self.convtr.out_channels, norm)
+        self.convtr, self.norm = _normalized_conv(nn.ConvTranspose1d(*args, **kwargs), norm, causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.convtr(x))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from encodec_train.model.quantizer import ResidualVectorQuantizer
-from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder
+from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
 
 
 class EncodedFrame(NamedTuple):
@@ -74,7 +74,7 @@ class EncodecModel(nn.Module):
         segment_seconds: chunk length for encoding (None = the whole input at once).
         overlap: overlap between chunks, as a fraction of the chunk length.
         n_filters, dimension, ratios, n_residual_layers, lstm_layers, pad_mode, trim_right_ratio:
-            SEANet shape (see `SEANetEncoder`).
+            SEANet shape (see `SEANetShape`).
         codebook_size, ema_decay, kmeans_iters, dead_code_threshold, commitment_weight,
         commitment_reduction: residual VQ (see `ResidualVectorQuantizer`).
         name: model name written into `.ecdc` files.
@@ -122,19 +122,19 @@ class EncodecModel(nn.Module):
         self.segment_seconds = segment_seconds
         self.overlap = overlap
         self.name = name
-        seanet = dict(
+        shape = SEANetShape(
             channels=channels,
             dimension=dimension,
             n_filters=n_filters,
-            ratios=ratios,
+            ratios=tuple(ratios),
             n_residual_layers=n_residual_layers,
             lstm_layers=lstm_layers,
             causal=causal,
             norm=norm,
             pad_mode=pad_mode,
         )
-        self.encoder = SEANetEncoder(**seanet)
-        self.decoder = SEANetDecoder(**seanet, trim_right_ratio=trim_right_ratio)
+        self.encoder = SEANetEncoder(shape)
+        self.decoder = SEANetDecoder(shape, trim_right_ratio=trim_right_ratio)
         self.hop_length = self.encoder.hop_length
         self.frame_rate = math.ceil(sample_rate / self.hop_length)
         bits = int(math.log2(codebook_size))

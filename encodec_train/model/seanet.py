@@ -7,7 +7,7 @@ take the positions between convolutions, so key names such as `encoder.model.1.b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -54,8 +54,9 @@ class SEANetResnetBlock(nn.Module):
         return self.shortcut(x) + self.block(x)
 
 
-class SEANetEncoder(nn.Module):
-    """Waveform `[batch, channels, time]` → latent `[batch, dimension, ceil(time / hop)]`.
+@dataclass(frozen=True)
+class SEANetShape:
+    """Hyper-parameters shared by the SEANet encoder and decoder.
 
     Args:
         channels: audio channels.
@@ -65,54 +66,76 @@ class SEANetEncoder(nn.Module):
         n_residual_layers: residual units per stage (dilations 1, 2, 4, ...).
         lstm_layers: LSTM layers at the bottleneck (0 disables it).
         kernel_size, last_kernel_size, residual_kernel_size: 7, 7 and 3 in EnCodec.
+        dilation_base: growth of the residual units' dilation.
         causal, norm, pad_mode: see `StreamableConv1d`.
         compress, true_skip: see `SEANetResnetBlock`.
     """
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        ratios: Sequence[int] = (8, 5, 4, 2),
-        n_residual_layers: int = 1,
-        lstm_layers: int = 2,
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-        compress: int = 2,
-        true_skip: bool = False,
-    ) -> None:
+    channels: int = 1
+    dimension: int = 128
+    n_filters: int = 32
+    ratios: tuple[int, ...] = (8, 5, 4, 2)
+    n_residual_layers: int = 1
+    lstm_layers: int = 2
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_base: int = 2
+    causal: bool = False
+    norm: str = "weight_norm"
+    pad_mode: str = "reflect"
+    compress: int = 2
+    true_skip: bool = False
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.ratios)
+
+    def conv(
+        self, in_channels: int, out_channels: int, kernel_size: int, **kwargs
+    ) -> StreamableConv1d:
+        return StreamableConv1d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            causal=self.causal,
+            norm=self.norm,
+            pad_mode=self.pad_mode,
+            **kwargs,
+        )
+
+    def residual_units(self, width: int) -> list[nn.Module]:
+        return [
+            SEANetResnetBlock(
+                width,
+                self.residual_kernel_size,
+                self.dilation_base**j,
+                compress=self.compress,
+                true_skip=self.true_skip,
+                causal=self.causal,
+                norm=self.norm,
+                pad_mode=self.pad_mode,
+            )
+            for j in range(self.n_residual_layers)
+        ]
+
+
+class SEANetEncoder(nn.Module):
+    """Waveform `[batch, channels, time]` → latent `[batch, dimension, ceil(time / hop)]`."""
+
+    def __init__(self, shape: SEANetShape) -> None:
         super().__init__()
-        self.ratios = list(reversed(ratios))
-        self.hop_length = math.prod(self.ratios)
-        conv = dict(causal=causal, norm=norm, pad_mode=pad_mode)
-        width = n_filters
-        layers: list[nn.Module] = [StreamableConv1d(channels, width, kernel_size, **conv)]
+        self.ratios = list(reversed(shape.ratios))
+        self.hop_length = shape.hop_length
+        width = shape.n_filters
+        layers: list[nn.Module] = [shape.conv(shape.channels, width, shape.kernel_size)]
         for ratio in self.ratios:
-            layers += [
-                SEANetResnetBlock(
-                    width,
-                    residual_kernel_size,
-                    dilation_base**j,
-                    compress=compress,
-                    true_skip=true_skip,
-                    **conv,
-                )
-                for j in range(n_residual_layers)
-            ]
-            layers += [
-                nn.ELU(alpha=1.0),
-                StreamableConv1d(width, width * 2, ratio * 2, stride=ratio, **conv),
-            ]
+            layers += shape.residual_units(width)
+            layers += [nn.ELU(alpha=1.0), shape.conv(width, width * 2, ratio * 2, stride=ratio)]
             width *= 2
-        if lstm_layers:
-            layers.append(StreamableLSTM(width, lstm_layers))
-        layers += [nn.ELU(alpha=1.0), StreamableConv1d(width, dimension, last_kernel_size, **conv)]
+        if shape.lstm_layers:
+            layers.append(StreamableLSTM(width, shape.lstm_layers))
+        layers += [nn.ELU(alpha=1.0), shape.conv(width, shape.dimension, shape.last_kernel_size)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,62 +149,27 @@ class SEANetDecoder(nn.Module):
     `trim_right_ratio` is passed to the transposed convolutions (causal models only).
     """
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        ratios: Sequence[int] = (8, 5, 4, 2),
-        n_residual_layers: int = 1,
-        lstm_layers: int = 2,
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-        compress: int = 2,
-        true_skip: bool = False,
-        trim_right_ratio: float = 1.0,
-    ) -> None:
+    def __init__(self, shape: SEANetShape, trim_right_ratio: float = 1.0) -> None:
         super().__init__()
-        self.ratios = list(ratios)
-        self.hop_length = math.prod(self.ratios)
-        conv = dict(causal=causal, norm=norm, pad_mode=pad_mode)
-        width = n_filters * 2 ** len(self.ratios)
-        layers: list[nn.Module] = [StreamableConv1d(dimension, width, kernel_size, **conv)]
-        if lstm_layers:
-            layers.append(StreamableLSTM(width, lstm_layers))
+        self.ratios = list(shape.ratios)
+        self.hop_length = shape.hop_length
+        width = shape.n_filters * 2 ** len(self.ratios)
+        layers: list[nn.Module] = [shape.conv(shape.dimension, width, shape.kernel_size)]
+        if shape.lstm_layers:
+            layers.append(StreamableLSTM(width, shape.lstm_layers))
         for ratio in self.ratios:
-            layers += [
-                nn.ELU(alpha=1.0),
-                StreamableConvTranspose1d(
-                    width,
-                    width // 2,
-                    ratio * 2,
-                    stride=ratio,
-                    causal=causal,
-                    norm=norm,
-                    trim_right_ratio=trim_right_ratio,
-                ),
-            ]
+            upsample = StreamableConvTranspose1d(
+                width,
+                width // 2,
+                ratio * 2,
+                stride=ratio,
+                causal=shape.causal,
+                norm=shape.norm,
+                trim_right_ratio=trim_right_ratio,
+            )
             width //= 2
-            layers += [
-                SEANetResnetBlock(
-                    width,
-                    residual_kernel_size,
-                    dilation_base**j,
-                    compress=compress,
-                    true_skip=true_skip,
-                    **conv,
-                )
-                for j in range(n_residual_layers)
-            ]
-        layers += [
-            nn.ELU(alpha=1.0),
-            StreamableConv1d(n_filters, channels, last_kernel_size, **conv),
-        ]
+            layers += [nn.ELU(alpha=1.0), upsample, *shape.residual_units(width)]
+        layers += [nn.ELU(alpha=1.0), shape.conv(width, shape.channels, shape.last_kernel_size)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
