@@ -24,7 +24,12 @@ def summarize(module, trainer: L.Trainer, validation: dict[str, float]) -> str:
     if history:
         lines.append(
             f"train mel loss: {history[0]['train/loss_mel']:.4f} (first log) -> "
-            f"{history[-1]['train/loss_mel']:.4f} (last log) over {trainer.global_step} steps"
+            f"{history[-1]['train/loss_mel']:.4f} (last log), step {trainer.global_step}"
+        )
+    else:
+        lines.append(
+            f"no training step ran: the run was already complete at step {trainer.global_step} "
+            "(resume=auto continued it); pass resume=null or another run_name to start afresh"
         )
     for key, value in sorted(validation.items()):
         lines.append(f"{key}: {value:.4f}")

@@ -147,3 +147,15 @@ def validation_mel(module, cfg) -> float:
     results = trainer.validate(module, datamodule=instantiate(cfg.data), verbose=False)[0]
     values = [v for k, v in results.items() if k.startswith("valid/mel@")]
     return sum(values) / len(values)
+
+
+def test_bf16_mixed_training_runs_with_the_quantizer_in_fp32(tmp_path, corpus):
+    """The GPU recipes' precision, exercised through CPU autocast: losses stay finite and the
+    codebooks (updated under autocast) stay fp32."""
+    module, trainer, _ = fit(
+        demo_config(tmp_path, "trainer.precision=bf16-mixed", "trainer.max_steps=2", corpus=corpus)
+    )
+    assert trainer.global_step == 2
+    assert all(math.isfinite(v) for h in module.history for v in h.values())
+    codebook = module.generator.quantizer.vq.layers[0]._codebook
+    assert codebook.embed.dtype == torch.float32 and bool(codebook.inited)
