@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from encodec_train.model.quantizer import ResidualVectorQuantizer
 from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
@@ -191,16 +192,19 @@ class EncodecModel(nn.Module):
         self._check_input(x, sample_rate)
         n_q = self.num_codebooks(bandwidth)
         frames = []
-        for chunk in self._chunks(x):
-            chunk, scale = self._normalize(chunk)
-            codes = self.quantizer.encode(self.encoder(chunk), n_q)
-            frames.append(EncodedFrame(codes.transpose(0, 1), scale))
+        # Weight-norm weights are computed once per call instead of once per conv call.
+        with parametrize.cached():
+            for chunk in self._chunks(x):
+                chunk, scale = self._normalize(chunk)
+                codes = self.quantizer.encode(self.encoder(chunk), n_q)
+                frames.append(EncodedFrame(codes.transpose(0, 1), scale))
         return frames
 
     def decode(self, frames: Sequence[EncodedFrame]) -> torch.Tensor:
         """Codes and scales per chunk → waveform [batch, channels, time'] (time' ≥ input length,
         a multiple of the hop per chunk; `forward` trims it)."""
-        audio = [self._decode_chunk(frame.codes.transpose(0, 1), frame.scale) for frame in frames]
+        with parametrize.cached():
+            audio = [self._decode_chunk(f.codes.transpose(0, 1), f.scale) for f in frames]
         if len(audio) == 1:
             return audio[0]
         return linear_overlap_add(audio, self.segment_stride)
