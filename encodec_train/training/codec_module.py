@@ -175,6 +175,7 @@ class CodecGANModule(L.LightningModule):
             )
 
     def _log_running_means(self, batch_size: int) -> None:
+        """Log the means of the metrics since the last call, with throughput."""
         means = self.train_metrics.means()
         now = time.perf_counter()
         if self._last_log_time is not None:
@@ -187,8 +188,13 @@ class CodecGANModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "skipped_files"):
             means["data/skipped_files"] = torch.tensor(float(datamodule.skipped_files))
-        self.log_dict(means, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.history.append({key: float(value) for key, value in means.items()})
+        # The one host-device sync of these metrics, every `log_every_n_steps` steps.
+        values = {key: float(value) for key, value in means.items()}
+        # Straight to the loggers, at the step the means end on (Lightning's own step counter
+        # for manual optimisation lags by one).
+        for logger in self.loggers:
+            logger.log_metrics(values, step=self.global_step)
+        self.history.append(values)
 
     # -- validation -----------------------------------------------------------------------
 

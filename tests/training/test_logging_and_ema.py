@@ -104,3 +104,23 @@ def test_generator_ema_follows_the_closed_form_and_is_exported(tmp_path, corpus,
     name = "decoder.model.0.conv.conv.bias"
     torch.testing.assert_close(dict(exported.named_parameters())[name], ema[name])
     torch.testing.assert_close(dict(raw.named_parameters())[name], p2[name])
+
+
+def test_csv_logs_every_n_steps_and_a_resume_keeps_earlier_logs(tmp_path, corpus):
+    import csv
+
+    common = ("training.log_every_n_steps=2", "trainer.max_epochs=-1")
+    module, _, _ = fit(demo_config(tmp_path, "trainer.max_steps=4", *common, corpus=corpus))
+    fit(demo_config(tmp_path, "trainer.max_steps=6", *common, corpus=corpus))  # resume=auto
+    logs = sorted((tmp_path / "run" / "logs").glob("version_*/metrics.csv"))
+    assert len(logs) == 2
+    steps = []
+    for path in logs:
+        for row in csv.DictReader(path.open()):
+            if row.get("train/loss_mel"):
+                steps.append(int(row["step"]))
+                assert float(row["quantizer/codebook_usage/0"]) > 0
+    assert steps == [2, 4, 6]
+    # The logged value is the mean of the steps since the previous log.
+    first = next(csv.DictReader(logs[0].open()))
+    assert float(first["train/loss_mel"]) == pytest.approx(module.history[0]["train/loss_mel"])
