@@ -10,7 +10,9 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.builder import fit
 
@@ -39,8 +41,18 @@ def summarize(module, trainer: L.Trainer, validation: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def sweep_point_run_dir(cfg: DictConfig) -> None:
+    """In a multirun, each sweep point trains in Hydra's folder for it,
+    `${run_dir}/multirun/<job number>` (deterministic, so a requeued point finds its
+    checkpoints; its `.hydra/overrides.yaml` says which point it is)."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        OmegaConf.update(cfg, "run_dir", hydra_cfg.runtime.output_dir)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    sweep_point_run_dir(cfg)
     module, trainer, datamodule = fit(cfg)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
