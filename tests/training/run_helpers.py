@@ -9,24 +9,25 @@ from hydra import compose, initialize_config_dir
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
+def fast_overrides(run_dir: Path, corpus: Path) -> list[str]:
+    """Overrides that make the demo write into `run_dir`, read `corpus` and run in seconds."""
+    return [
+        f"run_dir={run_dir}",
+        f"demo_corpus={corpus}",
+        f"data.train_manifests=[{corpus / 'train.jsonl'}]",
+        f"data.valid_manifests=[{corpus / 'valid.jsonl'}]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.valid_batches=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.limit_val_batches=2",
+        "audio_examples_every_n_steps=0",
+        "training.log_every_n_steps=1",
+    ]
+
+
 def demo_config(tmp_path: Path, *overrides: str, corpus: Path | None = None):
-    """The demo config, writing into `tmp_path`, sized to run in seconds."""
+    """The demo config, writing into `tmp_path / "run"`, sized to run in seconds."""
     corpus = corpus or tmp_path / "demo_corpus"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"run_dir={tmp_path / 'run'}",
-                f"demo_corpus={corpus}",
-                f"data.train_manifests=[{corpus / 'train.jsonl'}]",
-                f"data.valid_manifests=[{corpus / 'valid.jsonl'}]",
-                "data.batch_size=2",
-                "data.num_workers=0",
-                "data.valid_batches=2",
-                "trainer.enable_progress_bar=false",
-                "trainer.limit_val_batches=2",
-                "audio_examples_every_n_steps=0",
-                "training.log_every_n_steps=1",
-                *overrides,
-            ],
-        )
+        return compose("config", overrides=[*fast_overrides(tmp_path / "run", corpus), *overrides])

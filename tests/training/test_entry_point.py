@@ -6,19 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
+from run_helpers import fast_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from encodec_train.data.synth import ensure_demo_corpus
-
-    root = tmp_path_factory.mktemp("demo_corpus")
-    ensure_demo_corpus(root)
-    return root
 
 
 def run_cli(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedProcess:
@@ -27,16 +18,10 @@ def run_cli(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedPro
         "-m",
         "encodec_train",
         *args,
-        f"run_dir={tmp_path / 'runs'}",
-        f"demo_corpus={corpus}",
-        f"data.train_manifests=[{corpus / 'train.jsonl'}]",
-        f"data.valid_manifests=[{corpus / 'valid.jsonl'}]",
-        "data.batch_size=2",
-        "data.num_workers=0",
+        *fast_overrides(tmp_path / "runs", corpus),
+        "data.valid_batches=1",
         "trainer.limit_val_batches=1",
         "trainer.max_epochs=-1",
-        "trainer.enable_progress_bar=false",
-        "audio_examples_every_n_steps=0",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -44,7 +29,7 @@ def run_cli(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedPro
 
 
 def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
-    result = run_cli(tmp_path, corpus, "trainer.max_steps=2", "training.log_every_n_steps=1")
+    result = run_cli(tmp_path, corpus, "trainer.max_steps=2")
     assert "=== encodec-train summary ===" in result.stdout
     assert f"checkpoint: {tmp_path / 'runs' / 'checkpoints' / 'last.ckpt'}" in result.stdout
     assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").exists()

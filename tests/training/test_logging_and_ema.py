@@ -12,15 +12,6 @@ from encodec_train.model import EncodecModel
 from encodec_train.training.builder import fit
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from encodec_train.data.synth import ensure_demo_corpus
-
-    root = tmp_path_factory.mktemp("demo_corpus")
-    ensure_demo_corpus(root)
-    return root
-
-
 def test_audio_examples_are_the_model_output_at_every_bandwidth(tmp_path, corpus):
     cfg = demo_config(
         tmp_path, "trainer.max_steps=2", "audio_examples_every_n_steps=2", corpus=corpus

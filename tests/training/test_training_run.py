@@ -14,15 +14,6 @@ from encodec_train.model import EncodecModel
 from encodec_train.training.builder import build_module, fit
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from encodec_train.data.synth import ensure_demo_corpus
-
-    root = tmp_path_factory.mktemp("demo_corpus")
-    ensure_demo_corpus(root)
-    return root
-
-
 def _losses_per_step(module) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k.startswith("train/loss_")} for h in module.history]
 
