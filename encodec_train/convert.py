@@ -303,12 +303,14 @@ def _prefixed(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _read_own_checkpoint(checkpoint: Mapping[str, Any], use_ema: bool) -> PretrainedWeights | None:
+def _read_own_checkpoint(
+    checkpoint: Mapping[str, Any], use_ema: bool, source: str
+) -> PretrainedWeights | None:
     """Our model file, or a training checkpoint (Lightning dict whose `state_dict` holds
     `generator.*` and `adversarial.discriminator.*`, with the model config alongside)."""
     if MODEL_FILE_KEY in checkpoint:
         entry = checkpoint[MODEL_FILE_KEY]
-        return PretrainedWeights(dict(entry["state_dict"]), None, dict(entry["config"]), "")
+        return PretrainedWeights(dict(entry["state_dict"]), None, dict(entry["config"]), source)
     if "state_dict" in checkpoint and "model_config" in checkpoint:
         state = checkpoint["state_dict"]
         generator = _prefixed(state, "generator.")
@@ -316,7 +318,7 @@ def _read_own_checkpoint(checkpoint: Mapping[str, Any], use_ema: bool) -> Pretra
         if use_ema and ema:
             generator = {**generator, **ema}
         discriminator = _prefixed(state, "adversarial.discriminator.") or None
-        return PretrainedWeights(generator, discriminator, dict(checkpoint["model_config"]), "")
+        return PretrainedWeights(generator, discriminator, dict(checkpoint["model_config"]), source)
     return None
 
 
@@ -331,10 +333,9 @@ def load_pretrained(
     if path.is_dir():
         config, state = _read_hf_directory(path)
         return PretrainedWeights(_rename_into(model, state, _hf_name), None, None, str(path))
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    own = _read_own_checkpoint(checkpoint, use_ema)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    own = _read_own_checkpoint(checkpoint, use_ema, str(path))
     if own is not None:
-        own.source = str(path)
         return own
     generator = _rename_into(model, checkpoint, _official_name)
     return PretrainedWeights(generator, None, None, str(path))
@@ -342,8 +343,8 @@ def load_pretrained(
 
 def load_model_checkpoint(path: str | Path, use_ema: bool = True) -> EncodecModel:
     """Build our model from a checkpoint of ours alone (see `EncodecModel.from_checkpoint`)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    own = _read_own_checkpoint(checkpoint, use_ema)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    own = _read_own_checkpoint(checkpoint, use_ema, str(path))
     if own is None:
         raise CheckpointMismatchError(
             f"{path} is not an encodec-train checkpoint (no model config inside); "
