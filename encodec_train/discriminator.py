@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from encodec_train.losses.reconstruction import stft
+from encodec_train.dsp import stft
 
 
 class _Conv2d(nn.Module):

@@ -1,16 +1,17 @@
 """Reconstruction losses: time-domain L1 and the multi-scale mel loss (EnCodec, Sec. 3.4).
 
-The DSP lives in pure functions over tensors (`stft`, `mel_spectrogram`); `MultiScaleMelLoss`
-only holds their windows and filterbanks as buffers.
+The DSP lives in `encodec_train.dsp` (`stft`, `mel_spectrogram`, `mel_filterbank`);
+`MultiScaleMelLoss` only holds their windows and filterbanks as buffers.
 """
 
-import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-import torchaudio.functional
 from torch import Tensor, nn
+
+# `stft` is imported for `encodec_train.losses`, which still re-exports it from here.
+from encodec_train.dsp import mel_filterbank, mel_spectrogram, stft  # noqa: F401
 
 
 def time_l1(pred: Tensor, target: Tensor) -> Tensor:
@@ -23,67 +24,6 @@ def time_l1(pred: Tensor, target: Tensor) -> Tensor:
         scalar, the mean of |target - pred| over all samples.
     """
     return F.l1_loss(pred, target)
-
-
-def stft(
-    x: Tensor,
-    window: Tensor,
-    n_fft: int,
-    hop_length: int,
-    center: bool,
-) -> Tensor:
-    """Complex one-sided STFT, divided by the window's L2 norm ("normalized STFT").
-
-    Dividing by `sqrt(sum(window ** 2))` is torchaudio's `normalized=True`, which the
-    reference discriminator uses, so that spectrogram scales do not grow with the window.
-
-    Args:
-        x: audio `[batch, channels, time]`.
-        window: analysis window `[win_length]`, `win_length <= n_fft` (centred in the frame).
-        n_fft: FFT size.
-        hop_length: samples between frames.
-        center: reflect-pad `n_fft // 2` samples on both sides so frame t is centred at
-            `t * hop_length`; without it the frames start at 0 and no padding is added.
-    Returns:
-        complex `[batch, channels, n_fft // 2 + 1, frames]`.
-    """
-    batch, channels, length = x.shape
-    # torch.stft has no bfloat16 kernel: compute in the window's precision (fp32 unless the
-    # owning module was cast), also under autocast.
-    spec = torch.stft(
-        x.to(window.dtype).reshape(batch * channels, length),
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=window.shape[-1],
-        window=window,
-        center=center,
-        pad_mode="reflect",
-        return_complex=True,
-    )
-    spec = spec / window.pow(2).sum().sqrt()
-    return spec.reshape(batch, channels, *spec.shape[-2:])
-
-
-def mel_spectrogram(
-    x: Tensor,
-    window: Tensor,
-    filterbank: Tensor,
-    hop_length: int,
-    power: float = 1.0,
-) -> Tensor:
-    """Mel spectrogram of the normalized, centred STFT, with `n_fft` equal to the window length.
-
-    Args:
-        x: audio `[batch, channels, time]`.
-        window: analysis window `[n_fft]`.
-        filterbank: `[n_fft // 2 + 1, n_mels]`, e.g. from `torchaudio.functional.melscale_fbanks`.
-        hop_length: samples between frames.
-        power: exponent of the magnitude (1 = magnitude, 2 = power).
-    Returns:
-        `[batch, channels, n_mels, frames]`.
-    """
-    spec = stft(x, window, window.shape[-1], hop_length, center=True).abs().pow(power)
-    return torch.einsum("bcft,fm->bcmt", spec, filterbank)
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -132,13 +72,7 @@ class MultiScaleMelLoss(nn.Module):
         self.power = power
         self.log_floor = log_floor
         for n_fft in self.window_lengths:
-            with warnings.catch_warnings():
-                # 64 bins over a 32-sample window necessarily leaves empty filters (the
-                # paper's setting); torchaudio warns about it on every construction.
-                warnings.filterwarnings("ignore", message="At least one mel filterbank")
-                filterbank = torchaudio.functional.melscale_fbanks(
-                    n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate
-                )
+            filterbank = mel_filterbank(n_fft, n_mels, sample_rate, f_min, f_max)
             # Derived from the arguments, so kept out of checkpoints.
             self.register_buffer(f"filterbank_{n_fft}", filterbank, persistent=False)
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)

@@ -1,51 +1,14 @@
-"""Reconstruction losses against explicit DFT-matrix spectrograms and hand-computed values."""
+"""Reconstruction losses against explicit DFT-matrix spectrograms (the numpy references of
+tests/test_dsp.py) and hand-computed values."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from test_dsp import dft_mel
 
-from encodec_train.losses.reconstruction import MultiScaleMelLoss, stft, time_l1
-
-
-def _hann(length: int) -> np.ndarray:
-    # Periodic Hann window, as torch.hann_window.
-    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
-
-
-def _dft_stft(x: np.ndarray, n_fft: int, hop: int, win: int, center: bool) -> np.ndarray:
-    """[channels, time] -> complex [channels, n_fft // 2 + 1, frames], window-normalized."""
-    if center:
-        x = np.pad(x, [(0, 0), (n_fft // 2, n_fft // 2)], mode="reflect")
-    window = np.zeros(n_fft)
-    start = (n_fft - win) // 2
-    window[start : start + win] = _hann(win)
-    n_frames = 1 + (x.shape[-1] - n_fft) // hop
-    frames = np.stack([x[:, t * hop : t * hop + n_fft] for t in range(n_frames)], axis=-1)
-    k, n = np.arange(n_fft // 2 + 1)[:, None], np.arange(n_fft)[None, :]
-    dft = np.exp(-2j * np.pi * k * n / n_fft)
-    return np.einsum("kn,cnt->ckt", dft, frames * window[:, None]) / np.sqrt(np.sum(window**2))
-
-
-def _htk_mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int) -> np.ndarray:
-    """Triangular filters [n_freqs, n_mels], equally spaced on the HTK mel scale, peak 1."""
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
-    corners = 700 * (10 ** (np.linspace(0, mel(sample_rate / 2), n_mels + 2) / 2595) - 1)
-    freqs = np.linspace(0, sample_rate / 2, n_freqs)
-    bank = np.zeros((n_freqs, n_mels))
-    for m in range(n_mels):
-        low, peak, high = corners[m : m + 3]
-        rising = (freqs - low) / (peak - low)
-        falling = (high - freqs) / (high - peak)
-        bank[:, m] = np.clip(np.minimum(rising, falling), 0, None)
-    return bank
-
-
-def _dft_mel(x: np.ndarray, n_fft: int, n_mels: int, sample_rate: int) -> np.ndarray:
-    """[channels, time] -> [channels, n_mels, frames]: magnitude mel of the centred STFT."""
-    spec = np.abs(_dft_stft(x, n_fft, n_fft // 4, n_fft, center=True))
-    return np.einsum("cft,fm->cmt", spec, _htk_mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate))
+from encodec_train.losses.reconstruction import MultiScaleMelLoss, time_l1
 
 
 def test_time_l1_hand_computed() -> None:
@@ -53,22 +16,6 @@ def test_time_l1_hand_computed() -> None:
     target = torch.tensor([[[0.0, 4.0, 3.0]], [[1.0, -1.0, 0.0]]])
     # |1| + |-2| + 0 + |-1| + |1| + 0 = 5 over 6 samples.
     assert time_l1(pred, target).item() == pytest.approx(5 / 6)
-
-
-@pytest.mark.parametrize("center", [False, True])
-def test_stft_matches_dft_matrix(center: bool) -> None:
-    x = np.random.default_rng(0).standard_normal((3, 200))
-    n_fft, hop, win = 64, 16, 48
-    expected = _dft_stft(x, n_fft, hop, win, center)
-    spec = stft(
-        torch.from_numpy(x).reshape(1, 3, 200),
-        torch.hann_window(win, dtype=torch.float64),
-        n_fft,
-        hop,
-        center=center,
-    )
-    assert spec.shape == (1, *expected.shape)
-    np.testing.assert_allclose(spec[0].numpy(), expected, atol=1e-10)
 
 
 def test_mel_spectrograms_match_dft_matrix() -> None:
@@ -79,7 +26,7 @@ def test_mel_spectrograms_match_dft_matrix() -> None:
     assert len(spectrograms) == 3
     for n_fft, spec in zip([16, 32, 64], spectrograms, strict=True):
         for item in range(2):
-            expected = _dft_mel(x[item], n_fft, n_mels, sample_rate)
+            expected = dft_mel(x[item], n_fft, n_mels, sample_rate)
             # The filterbank and window are built in float32, then cast.
             np.testing.assert_allclose(spec[item].numpy(), expected, rtol=1e-5, atol=1e-8)
 
@@ -110,7 +57,7 @@ def test_mel_loss_matches_independent_computation() -> None:
     value = loss(torch.from_numpy(pred), loss.spectrograms(torch.from_numpy(target)))
     per_scale = []
     for n_fft in [16, 32, 64]:
-        delta = _dft_mel(pred[0], n_fft, n_mels, sample_rate) - _dft_mel(
+        delta = dft_mel(pred[0], n_fft, n_mels, sample_rate) - dft_mel(
             target[0], n_fft, n_mels, sample_rate
         )
         per_scale.append(np.abs(delta).mean() + (delta**2).mean())
