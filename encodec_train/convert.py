@@ -1,5 +1,7 @@
-"""Checkpoints in and out: the official `encodec` package's state dicts, Hugging Face
-`EncodecModel` directories, and our own checkpoints. Nothing here downloads anything.
+"""Checkpoints in and out in other projects' formats: the official `encodec` package's state
+dicts and Hugging Face `EncodecModel` directories; `load_pretrained` reads those and ours (our
+own model files and training checkpoints are in `encodec_train.model.checkpoint`). Nothing here
+downloads anything.
 
 Our generator's keys already follow the official module layout; only the weight-norm tensor
 names differ (`parametrizations.weight.original0/1` here, `weight_g`/`weight_v` officially).
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ import torch
 from torch import nn
 
 from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz
+from encodec_train.model.bandwidth import bandwidth_per_codebook
+from encodec_train.model.checkpoint import (
+    CheckpointMismatchError,
+    PretrainedWeights,
+    load_weights,
+    read_own_checkpoint,
+)
 
 # Official (old-style weight norm) ↔ ours (parametrization) tensor names.
 _WEIGHT_NORM_NAMES = (
@@ -33,29 +41,6 @@ _HF_MODULE_RENAMES = (
     (r"\.(conv|convtr)\.norm\.", ".norm."),
     (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1.codebook."),
 )
-
-MODEL_FILE_KEY = "encodec_train_model"
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's tensors do not fit the model they are loaded into."""
-
-
-@dataclass
-class PretrainedWeights:
-    """Weights read from a checkpoint, in our key names.
-
-    Attributes:
-        generator: state dict for `EncodecModel`.
-        discriminator: state dict for the discriminator, when the checkpoint has one.
-        model_config: `EncodecModel` arguments, when the checkpoint records them.
-        source: a description of where the weights came from (for messages).
-    """
-
-    generator: dict[str, torch.Tensor]
-    discriminator: dict[str, torch.Tensor] | None
-    model_config: dict[str, Any] | None
-    source: str
 
 
 def _official_name(key: str) -> str:
@@ -97,30 +82,6 @@ def _rename_into(
     return {lookup.get(k, k): v for k, v in zip(renamed, state.values(), strict=True)}
 
 
-def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """`module.load_state_dict(state)` with an error listing every missing, unexpected and
-    wrongly shaped tensor (with both shapes) instead of the first failure."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        lines = [f"{source} does not match the model's architecture:"]
-        for title, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("shape mismatch", wrong_shape),
-        ):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:20]))
-        raise CheckpointMismatchError("\n".join(lines))
-    module.load_state_dict(state)
-
-
 # -- official encodec package ----------------------------------------------------------
 
 
@@ -138,7 +99,7 @@ def official_model_for(state: Mapping[str, torch.Tensor]) -> EncodecModel:
         raise CheckpointMismatchError(
             "not an EnCodec state dict: no 'encoder.model.0.conv.conv' weights"
         )
-    per_codebook = model.quantizer.bits_per_code * model.frame_rate / 1000
+    per_codebook = bandwidth_per_codebook(model.quantizer.codebook_size, model.frame_rate)
     if n_q != model.quantizer.n_q:
         bandwidths = [b for b in model.target_bandwidths if b <= n_q * per_codebook]
         model = type(model)(**{**model.config, "target_bandwidths": bandwidths})
@@ -288,38 +249,7 @@ def load_hf(directory: str | Path) -> EncodecModel:
     return model.eval()
 
 
-# -- our own checkpoints ----------------------------------------------------------------
-
-
-def save_model(model: EncodecModel, path: str | Path) -> Path:
-    """Write a self-contained model file: its config and weights (`from_checkpoint` loads it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({MODEL_FILE_KEY: {"config": model.config, "state_dict": model.state_dict()}}, path)
-    return path
-
-
-def _prefixed(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _read_own_checkpoint(
-    checkpoint: Mapping[str, Any], use_ema: bool, source: str
-) -> PretrainedWeights | None:
-    """Our model file, or a training checkpoint (Lightning dict whose `state_dict` holds
-    `generator.*` and `adversarial.discriminator.*`, with the model config alongside)."""
-    if MODEL_FILE_KEY in checkpoint:
-        entry = checkpoint[MODEL_FILE_KEY]
-        return PretrainedWeights(dict(entry["state_dict"]), None, dict(entry["config"]), source)
-    if "state_dict" in checkpoint and "model_config" in checkpoint:
-        state = checkpoint["state_dict"]
-        generator = _prefixed(state, "generator.")
-        ema = checkpoint.get("generator_ema")
-        if use_ema and ema:
-            generator = {**generator, **ema}
-        discriminator = _prefixed(state, "adversarial.discriminator.") or None
-        return PretrainedWeights(generator, discriminator, dict(checkpoint["model_config"]), source)
-    return None
+# -- any of the formats, for fine-tuning ---------------------------------------------
 
 
 def load_pretrained(
@@ -334,22 +264,8 @@ def load_pretrained(
         config, state = _read_hf_directory(path)
         return PretrainedWeights(_rename_into(model, state, _hf_name), None, None, str(path))
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    own = _read_own_checkpoint(checkpoint, use_ema, str(path))
+    own = read_own_checkpoint(checkpoint, use_ema, str(path))
     if own is not None:
         return own
     generator = _rename_into(model, checkpoint, _official_name)
     return PretrainedWeights(generator, None, None, str(path))
-
-
-def load_model_checkpoint(path: str | Path, use_ema: bool = True) -> EncodecModel:
-    """Build our model from a checkpoint of ours alone (see `EncodecModel.from_checkpoint`)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    own = _read_own_checkpoint(checkpoint, use_ema, str(path))
-    if own is None:
-        raise CheckpointMismatchError(
-            f"{path} is not an encodec-train checkpoint (no model config inside); "
-            "use convert.load_official or convert.load_hf for other formats"
-        )
-    model = EncodecModel(**own.model_config)
-    load_weights(model, own.generator, str(path))
-    return model.eval()

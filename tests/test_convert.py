@@ -1,6 +1,7 @@
-"""convert: key names against the official and transformers models, strict loading with a full
-mismatch report, and our own checkpoint formats. (Numerical equivalence through these
-converters is in tests/model/test_equivalence.py.)"""
+"""convert: key names against the official and transformers models, loading official and
+Hugging Face checkpoints with a full mismatch report, and `load_pretrained` over every format.
+(Numerical equivalence through these converters is in tests/model/test_equivalence.py; our own
+model files in tests/model/test_checkpoint.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from encodec_train import convert
 from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, encodec_tiny
+from encodec_train.model.checkpoint import CheckpointMismatchError, save_model
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_export_hf_writes_config_weights_and_feature_extractor(tmp_path):
     assert (config["sampling_rate"], config["audio_channels"]) == (24_000, 2)
     assert (config["chunk_length_s"], config["overlap"]) == (0.5, 0.01)
     assert (config["norm_type"], config["use_causal_conv"]) == ("time_group_norm", False)
-    assert (config["num_filters"], config["hidden_size"], config["codebook_size"]) == (8, 64, 64)
+    assert (config["num_filters"], config["hidden_size"], config["codebook_size"]) == (8, 64, 32)
     extractor = json.loads((directory / "preprocessor_config.json").read_text())
     assert extractor["feature_size"] == 2 and extractor["sampling_rate"] == 24_000
     assert (extractor["chunk_length_s"], extractor["overlap"]) == (0.5, 0.01)
@@ -86,33 +88,7 @@ def test_export_hf_writes_config_weights_and_feature_extractor(tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
-# -- strict loading --------------------------------------------------------------------
-
-
-def test_load_weights_lists_missing_unexpected_and_misshapen_tensors():
-    model = encodec_tiny()
-    state = dict(encodec_tiny(n_filters=16).state_dict())  # a wider architecture
-    del state["quantizer.vq.layers.0._codebook.embed"]
-    state["decoder.model.99.conv.conv.bias"] = torch.zeros(3)
-    with pytest.raises(convert.CheckpointMismatchError) as error:
-        convert.load_weights(model, state, "wide.pt")
-    message = str(error.value)
-    assert "wide.pt does not match the model's architecture" in message
-    assert "missing (1): quantizer.vq.layers.0._codebook.embed" in message
-    assert "unexpected (1): decoder.model.99.conv.conv.bias" in message
-    # first conv: 16 filters in the checkpoint, 8 in the model
-    assert "encoder.model.0.conv.conv.bias: checkpoint (16,) vs model (8,)" in message
-    assert "shape mismatch (" in message
-
-
-def test_load_weights_accepts_a_matching_state_and_loads_it():
-    source, target = encodec_tiny(), encodec_tiny()
-    with torch.no_grad():
-        for p in source.parameters():
-            p.add_(1.0)
-    convert.load_weights(target, source.state_dict(), "same.pt")
-    for key, value in source.state_dict().items():
-        assert torch.equal(target.state_dict()[key], value), key
+# -- official checkpoints ------------------------------------------------------------
 
 
 def official_state(model: EncodecModel) -> dict[str, torch.Tensor]:
@@ -136,12 +112,12 @@ def test_load_official_picks_the_preset_and_trims_bandwidths_to_the_codebooks(tm
 
 def test_load_official_rejects_foreign_and_extra_tensors(tmp_path, presets):
     torch.save({"layer.weight": torch.zeros(2)}, tmp_path / "foreign.th")
-    with pytest.raises(convert.CheckpointMismatchError, match="not an EnCodec state dict"):
+    with pytest.raises(CheckpointMismatchError, match="not an EnCodec state dict"):
         convert.load_official(tmp_path / "foreign.th")
     state = official_state(presets["24khz"])
     state["encoder.model.42.conv.conv.bias"] = torch.zeros(1)
     torch.save(state, tmp_path / "extra.th")
-    with pytest.raises(convert.CheckpointMismatchError, match=r"encoder\.model\.42"):
+    with pytest.raises(CheckpointMismatchError, match=r"encoder\.model\.42"):
         convert.load_official(tmp_path / "extra.th")
 
 
@@ -149,7 +125,7 @@ def test_load_hf_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         convert.load_hf(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2"}))
-    with pytest.raises(convert.CheckpointMismatchError, match="model_type='wav2vec2'"):
+    with pytest.raises(CheckpointMismatchError, match="model_type='wav2vec2'"):
         convert.load_hf(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "encodec"}))
     with pytest.raises(FileNotFoundError, match="neither model.safetensors"):
@@ -157,7 +133,7 @@ def test_load_hf_errors_name_the_problem(tmp_path):
     directory = convert.export_hf(encodec_tiny(), tmp_path / "k5")
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "kernel_size": 5}))
-    with pytest.raises(convert.CheckpointMismatchError, match="kernel_size"):
+    with pytest.raises(CheckpointMismatchError, match="kernel_size"):
         convert.load_hf(directory)
 
 
@@ -169,7 +145,7 @@ def test_load_pretrained_reads_every_format_in_our_key_names(tmp_path):
     expected = model.state_dict()
     torch.save(official_state(model), tmp_path / "official.th")
     convert.export_hf(model, tmp_path / "hf")
-    convert.save_model(model, tmp_path / "ours.pt")
+    save_model(model, tmp_path / "ours.pt")
     for path in ("official.th", "hf", "ours.pt"):
         weights = convert.load_pretrained(tmp_path / path, encodec_tiny())
         assert weights.generator.keys() == expected.keys(), path

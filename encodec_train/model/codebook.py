@@ -7,9 +7,14 @@ Two defects of the official implementation are fixed here:
   vector, so it survives into the next step (officially the update overwrote it at once);
 - statistics are summed over distributed ranks before the update and k-means runs on the
   samples of all ranks, so every rank holds the same codebook without a per-step broadcast.
+
+Random draws (k-means starting rows, replacement vectors) come from a generator the caller
+passes (None: torch's default generator), so a training module can own and checkpoint it.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,24 +37,34 @@ def nearest_code(x: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
     return dist.max(dim=-1).indices
 
 
-def sample_rows(samples: torch.Tensor, num: int) -> torch.Tensor:
-    """`num` random rows of `samples` ([n, dim]), without replacement when there are enough."""
+def sample_rows(
+    samples: torch.Tensor, num: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """`num` random rows of `samples` ([n, dim]), without replacement when there are enough.
+
+    The indices are drawn on the CPU from `generator` (a CPU generator; None: torch's default
+    one), then moved to the samples' device.
+    """
     n = samples.shape[0]
     if n >= num:
-        index = torch.randperm(n, device=samples.device)[:num]
+        index = torch.randperm(n, generator=generator)[:num]
     else:
-        index = torch.randint(0, n, (num,), device=samples.device)
-    return samples[index]
+        index = torch.randint(0, n, (num,), generator=generator)
+    return samples[index.to(samples.device)]
 
 
 def kmeans(
-    samples: torch.Tensor, num_clusters: int, num_iters: int
+    samples: torch.Tensor,
+    num_clusters: int,
+    num_iters: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means from random samples; returns (centroids [k, dim], cluster sizes [k]).
+    """Lloyd's k-means from random samples (drawn from `generator`, see `sample_rows`);
+    returns (centroids [k, dim], cluster sizes [k]).
 
     A cluster that ends up empty keeps its previous centroid.
     """
-    means = sample_rows(samples, num_clusters)
+    means = sample_rows(samples, num_clusters, generator)
     bins = torch.zeros(num_clusters, device=samples.device)
     for _ in range(num_iters):
         buckets = nearest_code(samples, means)
@@ -58,6 +73,29 @@ def kmeans(
         empty = bins == 0
         means = torch.where(empty[:, None], means, sums / bins.clamp(min=1)[:, None])
     return means, bins
+
+
+def derived_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A CPU generator seeded with one draw from `generator` (None: torch's default).
+
+    The codebook calls this on every rank before rank 0 alone samples rows and broadcasts
+    them: each rank takes exactly one draw whatever its batch size, so a generator in the same
+    state on all ranks (a training module's, checkpointed) stays in the same state.
+    """
+    seed = int(torch.randint(2**62, (), generator=generator))
+    return torch.Generator().manual_seed(seed)
+
+
+class CodebookUpdate(NamedTuple):
+    """What one training step did to a codebook.
+
+    Attributes:
+        counts: code counts of the batch, summed over ranks, [codebook_size].
+        replaced: number of dead codes replaced, a float scalar on the codebook's device.
+    """
+
+    counts: torch.Tensor
+    replaced: torch.Tensor
 
 
 class EuclideanCodebook(nn.Module):
@@ -107,10 +145,12 @@ class EuclideanCodebook(nn.Module):
         return F.embedding(codes, self.embed)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """One training step of the codebook on vectors `x` [n, dim] assigned to `codes` [n].
-
-        Returns the code counts of this batch summed over ranks ([codebook_size]).
+    def update(
+        self, x: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None = None
+    ) -> CodebookUpdate:
+        """One training step of the codebook on vectors `x` [n, dim] assigned to `codes` [n]:
+        EMA update, then replacement of the dead codes by rows of `x` drawn from `generator`
+        (one draw from it on every rank when a code is dead, see `derived_generator`).
         """
         counts = torch.bincount(codes, minlength=self.codebook_size).to(x.dtype)
         sums = torch.zeros_like(self.embed).index_add_(0, codes, x)
@@ -122,30 +162,37 @@ class EuclideanCodebook(nn.Module):
             (self.cluster_size + self.epsilon) / (total + self.codebook_size * self.epsilon) * total
         )
         self.embed.copy_(self.embed_avg / smoothed[:, None])
-        self._replace_dead_codes(x)
-        return counts
+        replaced = self._replace_dead_codes(x, generator)
+        return CodebookUpdate(counts, replaced)
 
     @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> None:
-        """k-means on the samples of every rank, computed on rank 0 and broadcast."""
+    def initialize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """k-means on the samples of every rank, computed on rank 0 and broadcast; its
+        starting rows come from `derived_generator(generator)`."""
         samples = all_gather_rows(x)
+        rows = derived_generator(generator)
         if is_main_rank():
-            embed, sizes = kmeans(samples, self.codebook_size, self.kmeans_iters)
+            embed, sizes = kmeans(samples, self.codebook_size, self.kmeans_iters, rows)
             self.embed.copy_(embed)
             self.cluster_size.copy_(sizes)
         broadcast_(self.embed, self.cluster_size)
         self.embed_avg.copy_(self.embed * self.cluster_size[:, None])
         self.inited.fill_(1.0)
 
-    def _replace_dead_codes(self, x: torch.Tensor) -> None:
+    def _replace_dead_codes(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Replace the codes whose EMA count fell below the threshold; returns how many."""
         if self.dead_code_threshold <= 0:
-            return
+            return x.new_zeros(())
         # cluster_size is identical on every rank, so all ranks agree on which codes are dead.
         dead = self.cluster_size < self.dead_code_threshold
+        replaced = dead.sum().to(x.dtype)
         if not bool(dead.any()):
-            return
+            return replaced
+        rows = derived_generator(generator)
         if is_main_rank():
-            fresh = sample_rows(x, self.codebook_size)
+            fresh = sample_rows(x, self.codebook_size, rows)
             self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
         broadcast_(self.embed)
         # Reset the statistics so the next EMA step keeps the new vector instead of erasing it.
@@ -153,3 +200,4 @@ class EuclideanCodebook(nn.Module):
         self.embed_avg.copy_(
             torch.where(dead[:, None], self.embed * self.dead_code_threshold, self.embed_avg)
         )
+        return replaced

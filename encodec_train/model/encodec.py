@@ -6,7 +6,6 @@ Plain PyTorch: `from encodec_train.model import EncodecModel` works without Ligh
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from encodec_train.model.bandwidth import check_target_bandwidths, latent_frame_rate
+from encodec_train.model.checkpoint import load_weights, read_model_checkpoint
 from encodec_train.model.quantizer import ResidualVectorQuantizer
 from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
 
@@ -35,7 +36,8 @@ class CodecOutput:
         audio: reconstruction, [batch, channels, time] (same length as the input).
         frames: the codes and scales of each chunk.
         commitment_loss: scalar, averaged over chunks (0 in eval mode).
-        metrics: codebook usage and perplexity per level (training mode), on the device.
+        metrics: codebook usage, perplexity and replaced dead codes per level (training mode),
+            on the device; each the mean over the chunks (one codebook update per chunk).
     """
 
     audio: torch.Tensor
@@ -68,7 +70,9 @@ class EncodecModel(nn.Module):
     Args:
         sample_rate: audio sample rate (Hz).
         channels: 1 (mono) or 2 (stereo).
-        target_bandwidths: bandwidths offered, in kbps; the largest sets the number of codebooks.
+        target_bandwidths: bandwidths offered, in kbps, each a whole number of codebooks of
+            log2(codebook_size) bits at `frame_rate` frames/s; the largest sets the number of
+            codebooks.
         causal: causal padding everywhere (streaming model).
         norm: "weight_norm" (24 kHz) or "time_group_norm" (48 kHz).
         normalize: divide each chunk by its RMS (kept as side information) before encoding.
@@ -79,6 +83,10 @@ class EncodecModel(nn.Module):
         codebook_size, ema_decay, kmeans_iters, dead_code_threshold, commitment_weight,
         commitment_reduction: residual VQ (see `ResidualVectorQuantizer`).
         name: model name written into `.ecdc` files.
+        strict_bandwidths: refuse a target bandwidth that is not a whole number of codebooks
+            (ValueError naming the nearest valid ones). False rounds down to the codebooks
+            that fit, as the official package does; models saved before the check existed
+            load that way.
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class EncodecModel(nn.Module):
         commitment_weight: float = 1.0,
         commitment_reduction: str = "sum",
         name: str = "unset",
+        strict_bandwidths: bool = True,
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
@@ -114,8 +123,6 @@ class EncodecModel(nn.Module):
         }
         if channels not in (1, 2):
             raise ValueError(f"channels={channels}: EnCodec models are mono (1) or stereo (2)")
-        if not target_bandwidths:
-            raise ValueError("target_bandwidths is empty")
         self.sample_rate = sample_rate
         self.channels = channels
         self.target_bandwidths = sorted(float(b) for b in target_bandwidths)
@@ -137,17 +144,14 @@ class EncodecModel(nn.Module):
         self.encoder = SEANetEncoder(shape)
         self.decoder = SEANetDecoder(shape, trim_right_ratio=trim_right_ratio)
         self.hop_length = self.encoder.hop_length
-        self.frame_rate = math.ceil(sample_rate / self.hop_length)
-        bits = int(math.log2(codebook_size))
-        n_q = math.floor(self.target_bandwidths[-1] * 1000 / (bits * self.frame_rate))
-        if n_q < 1:
-            raise ValueError(
-                f"target_bandwidths={self.target_bandwidths} kbps is below one codebook "
-                f"({bits * self.frame_rate / 1000} kbps at {self.frame_rate} frames/s)"
-            )
+        self.frame_rate = latent_frame_rate(sample_rate, self.hop_length)
+        codebooks = check_target_bandwidths(
+            self.target_bandwidths, codebook_size, self.frame_rate, strict=strict_bandwidths
+        )
+        self._codebooks_at = dict(zip(self.target_bandwidths, codebooks, strict=True))
         self.quantizer = ResidualVectorQuantizer(
             dimension=dimension,
-            n_q=n_q,
+            n_q=codebooks[-1],
             codebook_size=codebook_size,
             decay=ema_decay,
             kmeans_iters=kmeans_iters,
@@ -172,12 +176,14 @@ class EncodecModel(nn.Module):
 
     def num_codebooks(self, bandwidth: float | None) -> int:
         """Codebooks used at `bandwidth` kbps (one of `target_bandwidths`; None = the largest)."""
-        if bandwidth is not None and float(bandwidth) not in self.target_bandwidths:
+        if bandwidth is None:
+            return self.quantizer.n_q
+        if float(bandwidth) not in self._codebooks_at:
             raise ValueError(
                 f"bandwidth={bandwidth} kbps is not offered by this model; "
                 f"choose one of {self.target_bandwidths}"
             )
-        return self.quantizer.num_codebooks(self.frame_rate, bandwidth)
+        return self._codebooks_at[float(bandwidth)]
 
     # -- inference -----------------------------------------------------------------------
 
@@ -217,12 +223,15 @@ class EncodecModel(nn.Module):
         bandwidth: float | None = None,
         sample_rate: int | None = None,
         n_q: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> CodecOutput:
         """Encode, quantise and decode `x` [batch, channels, time] at `bandwidth` kbps, or
         with exactly `n_q` codebooks when given (audiocraft's training draws n_q directly).
 
         In training mode the codebooks learn (k-means, EMA) and the commitment loss is returned;
-        gradients flow through the straight-through estimator.
+        gradients flow through the straight-through estimator. The codebooks' random draws
+        (k-means starting rows, dead-code replacements) come from `generator`, a CPU
+        generator in the same state on every rank (None: torch's default generator).
         """
         # Checking values would sync the GPU every step; training data is checked when read.
         self._check_input(x, sample_rate, check_values=not self.training)
@@ -230,16 +239,19 @@ class EncodecModel(nn.Module):
             n_q = self.num_codebooks(bandwidth)
         elif not 1 <= n_q <= self.quantizer.n_q:
             raise ValueError(f"n_q={n_q}: this model has 1 to {self.quantizer.n_q} codebooks")
-        frames, audio, losses, metrics = [], [], [], {}
+        frames, audio, losses, chunk_metrics = [], [], [], []
         for chunk in self._chunks(x):
             chunk, scale = self._normalize(chunk)
-            result = self.quantizer(self.encoder(chunk), n_q)
+            result = self.quantizer(self.encoder(chunk), n_q, generator=generator)
             decoded = self.decoder(result.quantized)
             audio.append(decoded if scale is None else decoded * scale[:, :, None])
             frames.append(EncodedFrame(result.codes.transpose(0, 1), scale))
             losses.append(result.commitment_loss)
-            metrics = result.metrics
+            chunk_metrics.append(result.metrics)
         joined = audio[0] if len(audio) == 1 else linear_overlap_add(audio, self.segment_stride)
+        metrics = {
+            name: torch.stack([m[name] for m in chunk_metrics]).mean() for name in chunk_metrics[0]
+        }
         return CodecOutput(joined[..., : x.shape[-1]], frames, torch.stack(losses).mean(), metrics)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -248,12 +260,16 @@ class EncodecModel(nn.Module):
     def from_checkpoint(cls, path: str | Path, use_ema: bool = True) -> EncodecModel:
         """Build the model from one of our checkpoints alone (no config files needed).
 
-        Accepts a training checkpoint (`last.ckpt`) or an exported model file; with `use_ema`
-        the EMA generator weights are used when the checkpoint holds them.
+        Accepts a training checkpoint (`last.ckpt`) or a model file from
+        `encodec_train.model.checkpoint.save_model`; with `use_ema` the EMA generator weights
+        are used when the checkpoint holds them.
         """
-        from encodec_train.convert import load_model_checkpoint
-
-        return load_model_checkpoint(path, use_ema=use_ema)
+        weights = read_model_checkpoint(path, use_ema=use_ema)
+        # Configs written before `strict_bandwidths` existed were built with rounded-down
+        # bandwidths; they keep loading as they were trained.
+        model = cls(**{"strict_bandwidths": False, **weights.model_config})
+        load_weights(model, weights.generator, str(path))
+        return model.eval()
 
     # -- helpers -------------------------------------------------------------------------
 

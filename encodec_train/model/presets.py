@@ -43,9 +43,12 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
     """A small streaming 24 kHz mono codec (about 0.7 M parameters) that trains on a CPU:
     same architecture as `encodec_24khz`, narrower, one LSTM layer, 1.5/3/6 kbps.
 
-    64 codes per codebook with a dead-code threshold of 0.5 keep the codebooks stable at CPU
-    batch sizes: a batch of 4 × 1 s gives ~4.7 vectors per code, as the paper's 64 × 1 s
-    does for 1024 codes; with 1024 codes nearly every code would count as dead each step.
+    32 codes per codebook keep the codebooks stable at CPU batch sizes: a batch of 4 × 1 s
+    gives ~9.4 vectors per code, above the dead-code threshold of 2 (the paper's 64 × 1 s
+    gives ~4.7 for 1024 codes); with 1024 codes nearly every code would count as dead each
+    step. 32 codes are 5 bits, 0.375 kbps per codebook at 75 frames/s, so 1.5/3/6 kbps are
+    exactly 4/8/16 codebooks (64 codes would make them 3.33/6.67/13.33). Same as
+    `conf/model/tiny.yaml`.
     """
     config: dict[str, Any] = dict(
         sample_rate=24_000,
@@ -56,8 +59,8 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
         n_filters=8,
         dimension=64,
         lstm_layers=1,
-        codebook_size=64,
-        dead_code_threshold=0.5,
+        codebook_size=32,
+        dead_code_threshold=2.0,
         kmeans_iters=10,
         name="encodec_tiny",
     )

@@ -6,13 +6,13 @@ Module names (`vq.layers.<n>._codebook`) match the official checkpoints.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encodec_train.model.bandwidth import bits_per_code
 from encodec_train.model.codebook import EuclideanCodebook
 
 
@@ -24,7 +24,9 @@ class QuantizerOutput:
         quantized: straight-through quantized latent, [batch, dim, frames].
         codes: [n_q, batch, frames].
         commitment_loss: scalar, ‖z_c − q_c(z_c)‖² combined over levels (0 in eval mode).
-        metrics: per-level codebook usage and perplexity of this batch, tensors on the device.
+        metrics: per level, on the device: `codebook_usage/<level>` (fraction of the codes this
+            batch used), `codebook_perplexity/<level>` (exp of the entropy of the code counts)
+            and `codebook_replaced/<level>` (dead codes replaced by this step's update).
     """
 
     quantized: torch.Tensor
@@ -90,12 +92,10 @@ class ResidualVectorQuantizer(nn.Module):
         super().__init__()
         if commitment_reduction not in ("sum", "mean"):
             raise ValueError(f"commitment_reduction={commitment_reduction!r}: use 'sum' or 'mean'")
-        if codebook_size & (codebook_size - 1):
-            raise ValueError(f"codebook_size={codebook_size} must be a power of 2")
+        bits_per_code(codebook_size)  # refuses a size that is not a power of 2
         self.n_q = n_q
         self.dimension = dimension
         self.codebook_size = codebook_size
-        self.bits_per_code = int(math.log2(codebook_size))
         self.commitment_weight = commitment_weight
         self.commitment_reduction = commitment_reduction
         self.vq = ResidualVQLayers(
@@ -108,13 +108,6 @@ class ResidualVectorQuantizer(nn.Module):
             kmeans_iters=kmeans_iters,
             dead_code_threshold=dead_code_threshold,
         )
-
-    def num_codebooks(self, frame_rate: int, bandwidth_kbps: float | None) -> int:
-        """Levels that fit in `bandwidth_kbps` at `frame_rate` frames/s (all of them for None)."""
-        if bandwidth_kbps is None:
-            return self.n_q
-        per_level = self.bits_per_code * frame_rate / 1000
-        return max(1, min(self.n_q, math.floor(bandwidth_kbps / per_level)))
 
     def encode(self, x: torch.Tensor, n_q: int) -> torch.Tensor:
         """Latent [batch, dim, frames] → codes [n_q, batch, frames] (no state change).
@@ -137,16 +130,25 @@ class ResidualVectorQuantizer(nn.Module):
             out = out + layer.decode(level_codes)
         return out
 
-    def forward(self, x: torch.Tensor, n_q: int) -> QuantizerOutput:
+    def forward(
+        self, x: torch.Tensor, n_q: int, generator: torch.Generator | None = None
+    ) -> QuantizerOutput:
         """Quantise [batch, dim, frames] with `n_q` levels; in training mode also update the
-        codebooks (k-means on the first batch, then EMA) and compute the commitment loss.
+        codebooks (k-means on the first batch, then EMA, then dead-code replacement) and
+        compute the commitment loss.
+
+        The codebooks' random draws come from `generator` (a CPU generator; None: torch's
+        default), one draw per k-means initialisation or replacement on every rank, so a
+        generator seeded alike on all ranks stays alike (see `EuclideanCodebook`).
 
         Runs in fp32 even under autocast: the EMA statistics and distances need the precision.
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self._quantize(x.float(), n_q)
+            return self._quantize(x.float(), n_q, generator)
 
-    def _quantize(self, x: torch.Tensor, n_q: int) -> QuantizerOutput:
+    def _quantize(
+        self, x: torch.Tensor, n_q: int, generator: torch.Generator | None
+    ) -> QuantizerOutput:
         batch, dim, frames = x.shape
         residual = x
         quantized_out = torch.zeros_like(x)
@@ -155,15 +157,16 @@ class ResidualVectorQuantizer(nn.Module):
             codebook = layer._codebook
             flat = residual.detach().transpose(1, 2).reshape(-1, dim)
             if self.training and not bool(codebook.inited):
-                codebook.initialize(flat)
+                codebook.initialize(flat, generator)
             level_codes = codebook.encode(flat)
             quantized = codebook.decode(level_codes).view(batch, frames, dim).transpose(1, 2)
             if self.training:
-                counts = codebook.update(flat, level_codes)
+                counts, replaced = codebook.update(flat, level_codes, generator)
                 probs = counts / counts.sum()
                 entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
                 metrics[f"codebook_usage/{level}"] = (counts > 0).float().mean()
                 metrics[f"codebook_perplexity/{level}"] = entropy.exp()
+                metrics[f"codebook_replaced/{level}"] = replaced
                 losses.append(F.mse_loss(residual, quantized.detach()))
                 # Straight-through estimator: the decoder's gradient reaches the encoder as is.
                 quantized = residual + (quantized - residual).detach()

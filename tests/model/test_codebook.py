@@ -1,5 +1,6 @@
 """EuclideanCodebook and k-means against independent computations: a numpy Lloyd's
-algorithm, hand-written EMA values, the official package's EMA step, and dead-code revival."""
+algorithm, hand-written EMA values, the official package's EMA step, dead-code revival, and
+random draws from the caller's generator."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from encodec_train.model.codebook import EuclideanCodebook, kmeans
+from encodec_train.model.codebook import EuclideanCodebook, derived_generator, kmeans
 
 
 def lloyd_numpy(samples: np.ndarray, init: np.ndarray, num_iters: int):
@@ -25,13 +26,17 @@ def lloyd_numpy(samples: np.ndarray, init: np.ndarray, num_iters: int):
     return means, sizes
 
 
-def initial_rows(samples: torch.Tensor, num: int, seed: int) -> torch.Tensor:
-    """The rows k-means starts from: the same RNG draw, reproduced from the seed."""
-    torch.manual_seed(seed)
+def initial_rows(samples: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
+    """The rows k-means starts from: a permutation's first rows, or rows drawn with
+    replacement when there are fewer than `num`."""
     n = samples.shape[0]
     if n >= num:
-        return samples[torch.randperm(n)[:num]]
-    return samples[torch.randint(0, n, (num,))]
+        return samples[torch.randperm(n, generator=generator)[:num]]
+    return samples[torch.randint(0, n, (num,), generator=generator)]
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def blobs(n: int, dim: int, centres: int, seed: int) -> torch.Tensor:
@@ -46,9 +51,8 @@ def blobs(n: int, dim: int, centres: int, seed: int) -> torch.Tensor:
 )
 def test_kmeans_equals_numpy_lloyd_from_the_same_start(n, k, iters):
     samples = blobs(n, 5, 6, seed=n)
-    torch.manual_seed(123)
-    means, sizes = kmeans(samples, k, iters)
-    init = initial_rows(samples, k, seed=123)
+    means, sizes = kmeans(samples, k, iters, seeded(123))
+    init = initial_rows(samples, k, seeded(123))
     expected_means, expected_sizes = lloyd_numpy(samples.numpy(), init.numpy(), iters)
     np.testing.assert_allclose(means.numpy(), expected_means, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(sizes.numpy(), expected_sizes)
@@ -59,9 +63,8 @@ def test_kmeans_with_fewer_samples_than_clusters_keeps_empty_centroids():
     """Rows drawn with replacement: duplicated starting rows leave clusters empty, and an
     empty cluster keeps its starting vector (checked against the numpy version)."""
     samples = blobs(6, 3, 2, seed=0)
-    torch.manual_seed(7)
-    means, sizes = kmeans(samples, 10, 5)
-    init = initial_rows(samples, 10, seed=7)
+    means, sizes = kmeans(samples, 10, 5, seeded(7))
+    init = initial_rows(samples, 10, seeded(7))
     expected_means, expected_sizes = lloyd_numpy(samples.numpy(), init.numpy(), 5)
     assert (expected_sizes == 0).any()
     np.testing.assert_allclose(means.numpy(), expected_means, rtol=1e-6, atol=1e-6)
@@ -72,9 +75,10 @@ def test_initialize_sets_embed_sizes_sums_and_inited():
     codebook = EuclideanCodebook(dim=5, codebook_size=8, kmeans_iters=6)
     assert codebook.inited.item() == 0 and not codebook.embed.any()
     samples = blobs(200, 5, 4, seed=3)
-    torch.manual_seed(11)
-    codebook.initialize(samples)
-    init = initial_rows(samples, 8, seed=11)
+    codebook.initialize(samples, seeded(11))
+    # k-means starts from rows drawn with a generator seeded by one draw from the given one
+    seed = int(torch.randint(2**62, (), generator=seeded(11)))
+    init = initial_rows(samples, 8, seeded(seed))
     expected_means, expected_sizes = lloyd_numpy(samples.numpy(), init.numpy(), 6)
     np.testing.assert_allclose(codebook.embed.numpy(), expected_means, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(codebook.cluster_size.numpy(), expected_sizes)
@@ -101,8 +105,9 @@ def test_ema_update_values_by_hand():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [9.0, 10.0], [11.0, 10.0], [10.0, 12.0]])
     codes = codebook.encode(x)
     assert codes.tolist() == [0, 0, 1, 1, 1]
-    counts = codebook.update(x, codes)
+    counts, replaced = codebook.update(x, codes)
     assert counts.tolist() == [2.0, 3.0]
+    assert replaced.item() == 0.0
     # cluster_size = 0.5 · 1 + 0.5 · counts
     assert codebook.cluster_size.tolist() == [1.5, 2.0]
     # embed_avg = 0.5 · old sums + 0.5 · batch sums ((1, 1) and (30, 32))
@@ -144,7 +149,7 @@ def test_dead_code_is_revived_and_used_on_the_next_step():
 
     codes = codebook.encode(x)
     assert not (codes == 3).any()  # code 3 (far away) is dead
-    codebook.update(x, codes)
+    assert codebook.update(x, codes).replaced.item() == 1.0
     revived = codebook.embed[3]
     assert (x == revived).all(dim=1).any(), "the dead code is replaced by a batch vector"
     assert codebook.cluster_size[3].item() == threshold
@@ -152,7 +157,8 @@ def test_dead_code_is_revived_and_used_on_the_next_step():
     assert codebook.cluster_size[:3].min() > threshold  # live codes untouched
 
     codes = codebook.encode(x)
-    counts = codebook.update(x, codes)
+    counts, replaced = codebook.update(x, codes)
+    assert replaced.item() == 0.0
     assert counts[3] > 0, "the revived code is used by the batch it came from"
     assert codebook.cluster_size[3] > threshold  # not dead again
     distance_to_data = (x - codebook.embed[3]).norm(dim=1).min()
@@ -173,3 +179,38 @@ def test_official_ordering_would_lose_the_revived_code():
     x = torch.tensor([[0.1, 0.0], [3.0, 3.1], [6.1, 6.0]]).repeat_interleave(20, dim=0)
     ref(x)
     assert ref.embed[3].norm() < 1e-3  # erased: our test above asserts the opposite
+
+
+def test_dead_codes_are_replaced_by_rows_drawn_from_the_given_generator():
+    """The replacement vectors are rows `randperm(n)[:codebook_size]` of the batch, drawn with
+    a generator seeded by one draw from the caller's generator; torch's default generator
+    is not touched."""
+    codebook = EuclideanCodebook(dim=2, codebook_size=4, decay=0.9, dead_code_threshold=0.5)
+    codebook.embed.copy_(torch.tensor([[0.0, 0.0], [3.0, 3.0], [6.0, 6.0], [100.0, 100.0]]))
+    codebook.cluster_size.copy_(torch.tensor([5.0, 5.0, 0.0, 0.0]))
+    codebook.embed_avg.copy_(codebook.embed * codebook.cluster_size[:, None])
+    codebook.inited.fill_(1.0)
+    x = blobs(40, 2, 2, seed=1)
+    global_state = torch.get_rng_state()
+    generator = seeded(21)
+    codebook.update(x, codebook.encode(x), generator)
+    assert torch.equal(torch.get_rng_state(), global_state)
+    rows = initial_rows(x, 4, seeded(int(torch.randint(2**62, (), generator=seeded(21)))))
+    dead = codebook.cluster_size == 0.5  # reset to the threshold
+    assert dead.tolist() == [False, False, True, True]
+    assert torch.equal(codebook.embed[dead], rows[dead])
+    # exactly one draw was taken from the caller's generator
+    expected = seeded(21)
+    torch.randint(2**62, (), generator=expected)
+    assert torch.equal(generator.get_state(), expected.get_state())
+
+
+def test_derived_generator_takes_one_draw_whatever_is_drawn_from_it_later():
+    first, second = seeded(4), seeded(4)
+    derived_generator(first).manual_seed(0)
+    torch.randperm(1000, generator=derived_generator(second))
+    assert torch.equal(first.get_state(), second.get_state())
+    assert torch.equal(
+        torch.randperm(10, generator=derived_generator(seeded(4))),
+        torch.randperm(10, generator=derived_generator(seeded(4))),
+    )

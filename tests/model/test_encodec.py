@@ -1,5 +1,6 @@
 """EncodecModel: input errors that name the problem, the presets' sizes against the official
-models, chunking and overlap-add against hand-computed values, and model files."""
+models, chunking and overlap-add against hand-computed values, metrics over chunks, and the
+generator of the codebooks' draws. (Model files are in test_checkpoint.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import pytest
 import torch
 
-from encodec_train import convert
 from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, encodec_tiny
 from encodec_train.model.encodec import linear_overlap_add
 
@@ -72,7 +72,8 @@ def test_mono_audio_into_the_stereo_model(model_48khz):
     [
         (dict(channels=3), r"channels=3"),
         (dict(target_bandwidths=[]), r"target_bandwidths is empty"),
-        (dict(target_bandwidths=[0.1]), r"below one codebook"),
+        (dict(target_bandwidths=[0.1]), r"bandwidth 0\.1 kbps is below one codebook"),
+        (dict(codebook_size=48), r"codebook_size=48 must be a power of 2"),
         (dict(norm="batch_norm"), r"norm='batch_norm'"),
         (dict(norm="time_group_norm", causal=True), r"cannot be causal"),
     ],
@@ -80,6 +81,19 @@ def test_mono_audio_into_the_stereo_model(model_48khz):
 def test_bad_configuration_raises_an_error_naming_it(overrides, message):
     with pytest.raises(ValueError, match=message):
         encodec_tiny(**overrides)
+
+
+def test_a_bandwidth_that_is_not_a_whole_number_of_codebooks_is_refused():
+    """5 kbps at 0.75 kbps per codebook (10 bits × 75 frames/s) is 6.67 codebooks."""
+    message = (
+        r"bandwidth 5\.0 kbps is not a whole number of codebooks.*"
+        r"4\.5 kbps \(6 codebooks\) and 5\.25 kbps \(7 codebooks\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        encodec_24khz(target_bandwidths=[1.5, 5.0])
+    # the official package's rounding, on request
+    model = encodec_24khz(target_bandwidths=[1.5, 5.0], strict_bandwidths=False)
+    assert (model.num_codebooks(5.0), model.quantizer.n_q) == (6, 6)
 
 
 # -- presets ---------------------------------------------------------------------------
@@ -132,6 +146,15 @@ def test_model_bandwidths_select_the_paper_number_of_codebooks(preset, expected,
         assert model.num_codebooks(bandwidth) == codebooks
 
 
+def test_tiny_preset_bandwidths_are_whole_numbers_of_codebooks():
+    """32 codes (5 bits) × 75 frames/s = 0.375 kbps per codebook: 1.5, 3 and 6 kbps are 4, 8
+    and 16 codebooks exactly."""
+    model = encodec_tiny()
+    assert model.target_bandwidths == [1.5, 3.0, 6.0]
+    assert [model.num_codebooks(b) for b in model.target_bandwidths] == [4, 8, 16]
+    assert model.quantizer.n_q == 16
+
+
 # -- chunking and overlap-add ----------------------------------------------------------
 
 
@@ -167,8 +190,8 @@ def test_chunks_frames_and_lengths_by_hand():
     assert torch.equal(chunks[1], x[..., 2376:4776])
     with torch.inference_mode():
         frames = model.encode(x, 3.0)
-        # 3 kbps at 6 bits (64 codes) × 75 frames/s: 6 codebooks; ceil(length / 320) frames
-        assert [tuple(f.codes.shape) for f in frames] == [(2, 6, 8), (2, 6, 8), (2, 6, 1)]
+        # 3 kbps at 5 bits (32 codes) × 75 frames/s: 8 codebooks; ceil(length / 320) frames
+        assert [tuple(f.codes.shape) for f in frames] == [(2, 8, 8), (2, 8, 8), (2, 8, 1)]
         decoded = model.decode(frames)
         # overlap-add of 2560-, 2560- and 320-sample chunks placed 2376 apart
         assert decoded.shape == (2, 2, 2376 * 2 + 320)
@@ -210,30 +233,54 @@ def test_unchunked_model_encodes_in_one_piece():
         assert model(x).audio.shape == x.shape
 
 
-# -- model files -----------------------------------------------------------------------
+# -- training: metrics over chunks, random draws ------------------------------------------
 
 
-def test_from_checkpoint_rebuilds_an_equal_model(tmp_path):
-    torch.manual_seed(0)
-    model = chunked_tiny(segment_seconds=0.05, name="roundtrip").train()
-    x = 0.1 * torch.randn(2, 2, 3000)
-    model(x, 6.0)  # one training step: k-means and EMA fill the codebooks
-    model.eval()
-    path = convert.save_model(model, tmp_path / "model.pt")
-    loaded = EncodecModel.from_checkpoint(path)
-    assert not loaded.training
-    assert loaded.config == model.config
-    assert loaded.segment_seconds == 0.05 and loaded.name == "roundtrip"
-    state, loaded_state = model.state_dict(), loaded.state_dict()
-    assert state.keys() == loaded_state.keys()
-    for key in state:
-        assert torch.equal(state[key], loaded_state[key]), key
+def test_metrics_of_several_chunks_are_averaged(monkeypatch):
+    """Each chunk is one codebook update; the step's metrics are the means over the chunks,
+    not the last chunk's values."""
+    model = chunked_tiny().train()
+    quantize = model.quantizer.forward
+    values = iter([1.0, 4.0, 10.0])
+
+    def with_known_metrics(latent, n_q, generator=None):
+        out = quantize(latent, n_q, generator=generator)
+        value = next(values)
+        out.metrics = {"codebook_usage/0": torch.tensor(value), "other": torch.tensor(-value)}
+        return out
+
+    monkeypatch.setattr(model.quantizer, "forward", with_known_metrics)
+    x = 0.1 * torch.randn(1, 2, 2376 * 2 + 248)  # three chunks
+    metrics = model(x, 3.0).metrics
+    assert metrics["codebook_usage/0"].item() == pytest.approx(5.0)
+    assert metrics["other"].item() == pytest.approx(-5.0)
+
+
+def test_training_metrics_have_every_level_and_eval_mode_has_none():
+    model = chunked_tiny().train()
+    x = 0.1 * torch.randn(1, 2, 3000)  # two chunks
+    metrics = model(x, 3.0).metrics
+    levels = range(model.num_codebooks(3.0))
+    names = ("codebook_usage", "codebook_perplexity", "codebook_replaced")
+    assert set(metrics) == {f"{name}/{level}" for name in names for level in levels}
+    assert all(value.dim() == 0 for value in metrics.values())
     with torch.inference_mode():
-        assert torch.equal(loaded(x, 6.0).audio, model(x, 6.0).audio)
+        assert model.eval()(x, 3.0).metrics == {}
 
 
-def test_from_checkpoint_refuses_a_foreign_file(tmp_path):
-    path = tmp_path / "official.th"
-    torch.save(encodec_tiny().state_dict(), path)
-    with pytest.raises(convert.CheckpointMismatchError, match="not an encodec-train checkpoint"):
-        EncodecModel.from_checkpoint(path)
+def test_forward_draws_the_codebooks_from_the_given_generator_only():
+    """k-means and dead-code draws of a two-chunk training step come from the generator:
+    the same generator seed gives the same codebooks whatever torch's default generator holds,
+    and the default generator is left as it was."""
+    x = 0.1 * torch.randn(2, 2, 3000, generator=torch.Generator().manual_seed(1))
+    codebooks = []
+    for global_seed in (10, 20):
+        torch.manual_seed(0)
+        model = chunked_tiny().train()  # the same initial weights
+        torch.manual_seed(global_seed)
+        global_state = torch.get_rng_state()
+        model(x, 6.0, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(torch.get_rng_state(), global_state)
+        codebooks.append(model.quantizer.state_dict())
+    for key in codebooks[0]:
+        assert torch.equal(codebooks[0][key], codebooks[1][key]), key

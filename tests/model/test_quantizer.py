@@ -1,10 +1,10 @@
-"""ResidualVectorQuantizer against independent computations: bandwidth → codebooks from the
-closed form, hand-computed commitment losses and metrics, a float64 brute-force quantizer,
-and two gloo ranks against one process trained on their concatenated data."""
+"""ResidualVectorQuantizer against independent computations: hand-computed commitment losses
+and metrics, a float64 brute-force quantizer, random draws from the caller's generator, and two
+gloo ranks against one process trained on their concatenated data. (Bandwidth → codebooks is
+in test_bandwidth.py.)"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -43,26 +43,6 @@ def quantizer_with_codebooks(embeds: list[list[list[float]]], **kwargs) -> Resid
             codebook.cluster_size.fill_(1.0)
             codebook.inited.fill_(1.0)
     return quantizer
-
-
-# -- bandwidth → number of codebooks ---------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "frame_rate, n_q, expected",
-    [
-        (75, 32, {1.5: 2, 3.0: 4, 6.0: 8, 12.0: 16, 24.0: 32}),
-        (150, 16, {3.0: 2, 6.0: 4, 12.0: 8, 24.0: 16}),
-    ],
-    ids=["24khz", "48khz"],
-)
-def test_bandwidth_selects_the_paper_number_of_codebooks(frame_rate, n_q, expected):
-    quantizer = ResidualVectorQuantizer(dimension=4, n_q=n_q, codebook_size=1024)
-    for bandwidth, codebooks in expected.items():
-        assert quantizer.num_codebooks(frame_rate, bandwidth) == codebooks
-        # closed form: 10 bits per code, frame_rate codes per second
-        assert codebooks == math.floor(bandwidth * 1000 / (10 * frame_rate))
-    assert quantizer.num_codebooks(frame_rate, None) == n_q
 
 
 # -- commitment loss, straight-through estimator, metrics ------------------------------
@@ -161,6 +141,80 @@ def test_usage_and_perplexity_of_a_hand_built_assignment():
     assert out.metrics["codebook_usage/0"].item() == pytest.approx(3 / 4)
     # probabilities (1/2, 1/4, 1/4, 0): entropy 1.5 ln 2, perplexity 2^1.5
     assert out.metrics["codebook_perplexity/0"].item() == pytest.approx(2**1.5, rel=1e-6)
+    assert out.metrics["codebook_replaced/0"].item() == 0.0  # replacement is off
+
+
+def test_replaced_dead_codes_are_counted_per_level():
+    """Decay 0.5, threshold 1. Level 0 (codes far apart, EMA counts 1) gets counts
+    (3, 1, 0, 0), so its EMA counts become (2, 1, 0.5, 0.5): codes 2 and 3 are dead. Level 1
+    (EMA counts 10) gets the residuals (0, 0.1), (0.5, 0), (0.4, -0.1), (0.1, 0): counts
+    (2, 2, 0, 0), EMA counts (6, 6, 5, 5), none dead."""
+    embeds = [
+        [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]],
+        [[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]],
+    ]
+    quantizer = quantizer_with_codebooks(embeds, decay=0.5, dead_code_threshold=1.0).train()
+    level_1 = quantizer.vq.layers[1]._codebook
+    level_1.cluster_size.fill_(10.0)
+    level_1.embed_avg.copy_(level_1.embed * 10.0)
+    latent = torch.tensor([[[0.0, 0.5, 0.4, 10.1], [0.1, 0.0, -0.1, 0.0]]])
+    out = quantizer(latent, n_q=2, generator=torch.Generator().manual_seed(0))
+    assert out.codes.tolist() == [[[0, 0, 0, 1]], [[0, 1, 1, 0]]]
+    replaced = out.metrics["codebook_replaced/0"]
+    assert isinstance(replaced, torch.Tensor) and replaced.dtype == torch.float32
+    assert replaced.item() == 2.0
+    assert out.metrics["codebook_replaced/1"].item() == 0.0
+    # the two dead codes now hold vectors of this batch (level 0's input rows)
+    rows = latent[0].t()
+    for code in (2, 3):
+        assert (rows == quantizer.vq.layers[0]._codebook.embed[code]).all(dim=1).any()
+
+
+# -- random draws ----------------------------------------------------------------------
+
+
+def train_from_scratch(generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Four steps of a fresh quantizer (k-means, then dead-code replacement) on fixed data."""
+    quantizer = ResidualVectorQuantizer(
+        dimension=4, n_q=2, codebook_size=16, kmeans_iters=3, dead_code_threshold=2.0
+    ).train()
+    data = torch.Generator().manual_seed(3)
+    replaced = 0
+    for _ in range(4):
+        out = quantizer(torch.randn(2, 4, 30, generator=data), n_q=2, generator=generator)
+        replaced += out.metrics["codebook_replaced/0"] + out.metrics["codebook_replaced/1"]
+    assert replaced > 0, "the test must exercise replacement"
+    return quantizer.state_dict()
+
+
+def test_codebook_draws_come_from_the_given_generator_only():
+    torch.manual_seed(0)
+    global_state = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(7)
+    first = train_from_scratch(generator)
+    assert torch.equal(torch.get_rng_state(), global_state), "torch's generator was used"
+    assert not torch.equal(generator.get_state(), torch.Generator().manual_seed(7).get_state())
+    torch.manual_seed(1)  # a different global state changes nothing
+    again = train_from_scratch(torch.Generator().manual_seed(7))
+    other = train_from_scratch(torch.Generator().manual_seed(8))
+    for key in first:
+        assert torch.equal(first[key], again[key]), key
+    assert not torch.equal(
+        first["vq.layers.0._codebook.embed"], other["vq.layers.0._codebook.embed"]
+    )
+
+
+def test_without_a_generator_the_draws_come_from_torchs_default_generator():
+    torch.manual_seed(5)
+    first = train_from_scratch(None)
+    torch.manual_seed(5)
+    again = train_from_scratch(None)
+    for key in first:
+        assert torch.equal(first[key], again[key]), key
+    torch.manual_seed(5)
+    untouched = torch.get_rng_state()
+    train_from_scratch(None)
+    assert not torch.equal(torch.get_rng_state(), untouched)
 
 
 # -- precision -------------------------------------------------------------------------
@@ -209,59 +263,90 @@ def rank_batch(rank: int, step: int) -> torch.Tensor:
     return (1 + rank) * torch.randn(2, 8, 12, generator=gen) + rank
 
 
-def train(quantizer: ResidualVectorQuantizer, batches) -> None:
-    torch.manual_seed(1234)  # the k-means and dead-code draws (made on rank 0)
+def train(quantizer: ResidualVectorQuantizer, batches, generator=None) -> None:
+    if generator is None:
+        torch.manual_seed(1234)  # the k-means and dead-code draws (made on rank 0)
     for x in batches:
-        quantizer(x, n_q=3)
+        quantizer(x, n_q=3, generator=generator)
+
+
+GENERATOR_SEED = 99
+THRESHOLDS = (0.0, 2.0)
 
 
 def _distributed_worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        for threshold in (0.0, 2.0):
+        for threshold in THRESHOLDS:
             quantizer = make_distributed_quantizer(threshold)
             train(quantizer, [rank_batch(rank, step) for step in range(STEPS)])
             torch.save(quantizer.state_dict(), Path(out_dir) / f"rank{rank}-{threshold}.pt")
+            # A generator owned by the caller, seeded alike on every rank; torch's default
+            # generator differs between the ranks and must not matter.
+            torch.manual_seed(rank)
+            generator = torch.Generator().manual_seed(GENERATOR_SEED)
+            quantizer = make_distributed_quantizer(threshold)
+            train(quantizer, [rank_batch(rank, step) for step in range(STEPS)], generator)
+            state = {**quantizer.state_dict(), "generator": generator.get_state()}
+            torch.save(state, Path(out_dir) / f"rank{rank}-{threshold}-generator.pt")
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
-def distributed_states(tmp_path_factory) -> dict[tuple[int, float], dict[str, torch.Tensor]]:
+def distributed_states(tmp_path_factory) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
+    """(rank, "<threshold>" or "<threshold>-generator") → the state after training."""
     out_dir = tmp_path_factory.mktemp("gloo")
     mp.spawn(
         _distributed_worker, args=(str(out_dir / "init"), str(out_dir)), nprocs=WORLD, join=True
     )
     return {
-        (rank, threshold): torch.load(out_dir / f"rank{rank}-{threshold}.pt")
+        (rank, f"{threshold}{variant}"): torch.load(out_dir / f"rank{rank}-{threshold}{variant}.pt")
         for rank in range(WORLD)
-        for threshold in (0.0, 2.0)
+        for threshold in THRESHOLDS
+        for variant in ("", "-generator")
     }
 
 
-@pytest.mark.parametrize("threshold", [0.0, 2.0], ids=["no-dead-codes", "dead-code-revival"])
-def test_ranks_end_with_identical_codebooks(distributed_states, threshold):
-    rank0, rank1 = distributed_states[0, threshold], distributed_states[1, threshold]
+@pytest.mark.parametrize("variant", ["", "-generator"], ids=["default-generator", "generator"])
+@pytest.mark.parametrize("threshold", THRESHOLDS, ids=["no-dead-codes", "dead-code-revival"])
+def test_ranks_end_with_identical_codebooks(distributed_states, threshold, variant):
+    rank0 = distributed_states[0, f"{threshold}{variant}"]
+    rank1 = distributed_states[1, f"{threshold}{variant}"]
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     # the codebooks did learn (k-means ran, EMA moved them)
     assert rank0["vq.layers.2._codebook.inited"].item() == 1
     assert rank0["vq.layers.0._codebook.embed"].abs().sum() > 0
     if threshold:  # dead codes were replaced (on rank 0, then broadcast)
-        without = distributed_states[0, 0.0]["vq.layers.0._codebook.embed"]
+        without = distributed_states[0, f"0.0{variant}"]["vq.layers.0._codebook.embed"]
         assert not torch.allclose(rank0["vq.layers.0._codebook.embed"], without)
 
 
-def test_two_ranks_equal_one_process_on_the_concatenated_data(distributed_states):
+def test_a_generator_seeded_alike_on_every_rank_stays_alike(distributed_states):
+    """Rank 0 alone samples the k-means rows and the replacement vectors, yet every rank takes
+    the same draws from the generator, so a training module's generator stays identical on all
+    ranks (its other draws, such as the step's bandwidth, must agree between ranks)."""
+    start = torch.Generator().manual_seed(GENERATOR_SEED).get_state()
+    for threshold in THRESHOLDS:
+        rank0, rank1 = (distributed_states[r, f"{threshold}-generator"] for r in range(WORLD))
+        assert torch.equal(rank0["generator"], rank1["generator"]), threshold
+        assert not torch.equal(rank0["generator"], start), threshold
+
+
+@pytest.mark.parametrize("variant", ["", "-generator"], ids=["default-generator", "generator"])
+def test_two_ranks_equal_one_process_on_the_concatenated_data(distributed_states, variant):
     """Statistics summed over ranks and k-means on the gathered samples make data-parallel
     training equal single-process training on the whole batch."""
     single = make_distributed_quantizer(0.0)
+    generator = torch.Generator().manual_seed(GENERATOR_SEED) if variant else None
     train(
         single,
         [torch.cat([rank_batch(r, step) for r in range(WORLD)]) for step in range(STEPS)],
+        generator,
     )
-    distributed = distributed_states[0, 0.0]
+    distributed = distributed_states[0, f"0.0{variant}"]
     for key, value in single.state_dict().items():
         torch.testing.assert_close(distributed[key], value, rtol=1e-5, atol=1e-5)
     # and not what rank 0 alone would have learnt
