@@ -4,6 +4,11 @@ The module counts the training batches it hands to the training loop and keeps t
 its state dict, so a checkpoint records exactly where the stream was; after a resume the train
 loader starts at that batch. Since batch `b` of a rank is a pure function of (seed, rank, b),
 the resumed run sees the same batches as an uninterrupted one, whatever `num_workers`.
+
+It also counts the source draws that were replaced because their file could not be read. The
+count is built where the batch is (in a loader worker) and travels with it; in a multi-rank
+run each batch's count is summed over the ranks, so every rank, rank 0 which logs included,
+holds the run's total.
 """
 
 from __future__ import annotations
@@ -115,8 +120,10 @@ class AudioDataModule(L.LightningDataModule):
         self.mixer = Mixer(tuple(gain_db), rms_db, min_rms_db, peak_limit)
         self.batches_consumed = 0
         """Training batches handed to the training loop so far, over the whole run."""
-        self.skipped_files = 0
-        """Source draws of those batches replaced because their file could not be read."""
+        self._skipped_files = 0
+        """Replaced draws counted on the host: single-process runs and checkpoint restores."""
+        self._skipped_files_all_ranks: torch.Tensor | None = None
+        """Replaced draws summed over the ranks since the start or restore, on the device."""
         self.train_dataset: MixtureDataset | None = None
         self.valid_dataset: MixtureDataset | None = None
 
@@ -168,18 +175,45 @@ class AudioDataModule(L.LightningDataModule):
         workers = min(self.num_workers, len(self.valid_dataset.batches))
         return DataLoader(self.valid_dataset, batch_size=None, **self._loader_options(workers))
 
+    @property
+    def skipped_files(self) -> int:
+        """Source draws replaced because their file could not be read, in the training batches
+        the training loop took so far, summed over all ranks (copies the count to the host)."""
+        on_device = self._skipped_files_all_ranks
+        return self._skipped_files + (0 if on_device is None else int(on_device))
+
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Count each training batch as the training loop takes it (this hook runs once per
-        batch consumed, after any prefetching), and take `skipped_files` out of the batch."""
+        batch consumed, after any prefetching), and take `skipped_files` out of the batch.
+
+        Draws replaced in validation batches, or in batches prefetched but never trained on,
+        are not counted (their files' warnings are printed all the same)."""
         skipped_files = batch.pop("skipped_files")
         if self.trainer.training:
             self.batches_consumed += 1
-            self.skipped_files += skipped_files
+            self._count_skipped_files(skipped_files)
         return batch
+
+    def _count_skipped_files(self, count: int) -> None:
+        """Add one training batch's replaced draws; with several ranks, sum them over the ranks.
+
+        Every rank takes its training batches in step (DDP needs it), so the all-reduce of one
+        scalar per batch meets its peers. It is queued on the device and waited for by nobody:
+        the host only syncs when `skipped_files` is read."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not distributed or self.trainer.world_size == 1:
+            self._skipped_files += count
+            return
+        counts = torch.full((), count, dtype=torch.int64, device=self.trainer.strategy.root_device)
+        torch.distributed.all_reduce(counts)
+        total = self._skipped_files_all_ranks
+        self._skipped_files_all_ranks = counts if total is None else total + counts
 
     def state_dict(self) -> dict[str, int]:
         return {"batches_consumed": self.batches_consumed, "skipped_files": self.skipped_files}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.batches_consumed = state_dict["batches_consumed"]
-        self.skipped_files = state_dict["skipped_files"]
+        # Every rank restores the total of all ranks that rank 0 saved.
+        self._skipped_files = state_dict["skipped_files"]
+        self._skipped_files_all_ranks = None

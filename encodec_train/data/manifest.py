@@ -174,7 +174,10 @@ class Manifest:
         if path.is_dir():
             return cls._load_arrow(path)
         if not path.is_file():
-            raise FileNotFoundError(f"manifest {path} does not exist")
+            raise FileNotFoundError(
+                f"manifest {path} does not exist: write it with a recipe (recipes/) or "
+                "`python -m encodec_train.data.manifest_cli build`, or correct the path"
+            )
         return cls._load_jsonl(path)
 
     @classmethod
@@ -209,7 +212,10 @@ class Manifest:
         try:
             table = datasets.load_from_disk(str(path)).data
         except (FileNotFoundError, ValueError) as e:
-            raise ManifestError(f"{path}: not a datasets.save_to_disk directory: {e}") from e
+            raise ManifestError(
+                f"{path}: not a manifest: give a .jsonl file or the .arrow directory written "
+                f"beside it ({e})"
+            ) from e
         schema = table.schema
         missing = sorted(_REQUIRED - set(schema.names))
         if missing:

@@ -36,11 +36,20 @@ def check_model(model: DictConfig) -> None:
 
 
 def check_manifests(data: DictConfig) -> None:
-    """Every manifest the data module will read exists."""
-    for key in ("train_manifests", "valid_manifests"):
-        for path in data.get(key) or []:
-            if not Path(path).exists():
-                raise ConfigError(f"data.{key}: manifest {path} does not exist")
+    """Every manifest the data module will read exists; the error names every one missing."""
+    missing = [
+        (key, path)
+        for key in ("train_manifests", "valid_manifests")
+        for path in dict.fromkeys(data.get(key) or [])  # each path once per key, in order
+        if not Path(path).exists()
+    ]
+    if missing:
+        count = len({path for _, path in missing})  # valid_manifests often repeats train's
+        raise ConfigError(
+            f"{count} manifest(s) do not exist (write them with the recipes in recipes/, see "
+            "docs/data.md, or correct the paths):"
+            + "".join(f"\n  data.{key}: manifest {path}" for key, path in missing)
+        )
 
 
 def check_training(cfg: DictConfig) -> None:

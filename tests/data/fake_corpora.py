@@ -23,7 +23,9 @@ class FakeCorpus:
     rows: dict[str, tuple[float, int, int, str, str]] = field(default_factory=dict)
     """Absolute path → (duration, sample_rate, channels, domain, dataset)."""
     skipped: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("missing", "empty", "unreadable"), 0)
+        default_factory=lambda: dict.fromkeys(
+            ("missing", "empty", "unreadable", "truncated", "undecodable"), 0
+        )
     )
 
     def audio(
