@@ -15,26 +15,41 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.builder import fit
+from encodec_train.training.callbacks import TrainingHealth
 
 log = logging.getLogger("encodec_train")
 
 
-def summarize(module, trainer: L.Trainer, validation: dict[str, float]) -> str:
-    """Mel loss at the start and end of training, and where the checkpoint is."""
+def summarize(
+    module, trainer: L.Trainer, validation: dict[str, float], health: TrainingHealth | None
+) -> str:
+    """What this process did (steps, from where), validation per bandwidth, the last
+    training-health probe with any sign of collapse, and where the checkpoint is."""
     lines = ["", "=== encodec-train summary ==="]
-    history = [h for h in module.history if "train/loss_mel" in h]
-    if history:
+    end = trainer.global_step
+    if module.start_step is None or module.start_step == end:
         lines.append(
-            f"train mel loss: {history[0]['train/loss_mel']:.4f} (first log) -> "
-            f"{history[-1]['train/loss_mel']:.4f} (last log), step {trainer.global_step}"
+            f"no training step ran: the run was already at step {end}, where trainer.max_steps "
+            "or trainer.max_epochs ends it; raise them to continue, or pass resume=null or "
+            "another run_name to start afresh"
         )
     else:
-        lines.append(
-            f"no training step ran: the run was already complete at step {trainer.global_step} "
-            "(resume=auto continued it); pass resume=null or another run_name to start afresh"
-        )
+        origin = f"resumed at step {module.start_step}" if module.start_step else "from scratch"
+        lines.append(f"trained steps {module.start_step} -> {end} ({origin})")
     for key, value in sorted(validation.items()):
         lines.append(f"{key}: {value:.4f}")
+    if health is not None and health.reports:
+        report = health.reports[-1]
+        lines.append(
+            f"training health at step {report.step}: level-0 perplexity "
+            f"{report.level0_perplexity:.1f}, encoder temporal variation "
+            f"{report.encoder_temporal_variation:.2f}, own/other distance ratio "
+            f"{report.own_other_ratio:.2f}, discriminator accuracy "
+            f"{report.discriminator_accuracy:.2f}"
+        )
+        lines += [f"WARNING (training health): {problem}" for problem in health.problems]
+        if not health.problems:
+            lines.append("training health: no sign of collapse")
     checkpoint = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
     lines.append(f"checkpoint: {checkpoint}")
     lines.append(f"load it with: EncodecModel.from_checkpoint('{checkpoint}')")
@@ -56,7 +71,8 @@ def main(cfg: DictConfig) -> None:
     module, trainer, datamodule = fit(cfg)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
-        print(summarize(module, trainer, results[0] if results else {}))
+        health = next((c for c in trainer.callbacks if isinstance(c, TrainingHealth)), None)
+        print(summarize(module, trainer, results[0] if results else {}, health))
 
 
 if __name__ == "__main__":

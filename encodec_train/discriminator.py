@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from encodec_train.dsp import stft
+from encodec_train.model.init import initialize_
 
 
 class _Conv2d(nn.Module):
@@ -136,6 +137,8 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         kernel_size: (time, frequency) kernel of the first and the dilated convs.
         dilations: time dilation of each strided conv.
         negative_slope: LeakyReLU slope.
+        init: "pytorch" (default initialisation, as the reference) or "unit_norm" (unit-norm
+            filters and zero biases, so the logits start away from 0; `encodec_train.model.init`).
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         kernel_size: tuple[int, int] = (3, 9),
         dilations: Sequence[int] = (1, 2, 4),
         negative_slope: float = 0.2,
+        init: str = "pytorch",
     ) -> None:
         super().__init__()
         win_lengths = list(n_ffts) if win_lengths is None else list(win_lengths)
@@ -170,6 +174,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             )
             for n_fft, hop_length, win_length in zip(n_ffts, hop_lengths, win_lengths, strict=True)
         )
+        initialize_(self, init)
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
         """Logits and feature maps of every scale.

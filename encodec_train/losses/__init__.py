@@ -7,12 +7,7 @@ from encodec_train.losses.adversarial import (
     generator_adversarial_loss,
 )
 from encodec_train.losses.balancer import Balancer
-from encodec_train.losses.reconstruction import (
-    MultiScaleMelLoss,
-    mel_spectrogram,
-    stft,
-    time_l1,
-)
+from encodec_train.losses.reconstruction import MultiScaleMelLoss, time_l1
 
 __all__ = [
     "AdversarialLoss",
@@ -21,7 +16,5 @@ __all__ = [
     "discriminator_hinge_loss",
     "feature_matching_loss",
     "generator_adversarial_loss",
-    "mel_spectrogram",
-    "stft",
     "time_l1",
 ]

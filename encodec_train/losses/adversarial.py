@@ -1,11 +1,12 @@
 """Adversarial losses (EnCodec, Sec. 3.4): hinge losses and relative feature matching.
 
-`AdversarialLoss` owns the discriminator, so a training step only asks "train the adversary on
-(fake, real)" and "give me the generator's losses". It owns no optimizer: the Lightning module
-steps the optimizers.
+`AdversarialLoss` owns the discriminator and its update, so a training step only asks "train
+the adversary on (fake, real) with this optimizer" and "give me the generator's losses"
+(as audiocraft's `AdversarialLoss.train_adv`). The caller supplies the backward (Lightning's
+`manual_backward`, which handles precision and DDP) and the optimizer to step.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -40,6 +41,25 @@ def discriminator_hinge_loss(
         for real, fake in zip(real_logits, fake_logits, strict=True)
     ]
     return torch.stack(per_scale).mean()
+
+
+def logit_metrics(
+    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor]
+) -> dict[str, Tensor]:
+    """What shows whether the discriminator learns: its mean logit on real and on decoded
+    audio, and its accuracy (real > 0, decoded < 0), each averaged over scales; detached.
+
+    At initialisation both means are ≈ 0 and the accuracy ≈ 0.5.
+    """
+    real_mean = torch.stack([real.detach().float().mean() for real in real_logits]).mean()
+    fake_mean = torch.stack([fake.detach().float().mean() for fake in fake_logits]).mean()
+    accuracy = torch.stack(
+        [
+            0.5 * ((real.detach() > 0).float().mean() + (fake.detach() < 0).float().mean())
+            for real, fake in zip(real_logits, fake_logits, strict=True)
+        ]
+    ).mean()
+    return {"real_logit": real_mean, "fake_logit": fake_mean, "accuracy": accuracy}
 
 
 def generator_adversarial_loss(
@@ -130,6 +150,7 @@ class AdversarialLoss(nn.Module):
         self.discriminator = discriminator
         self.generator_loss = generator_loss
         self.feature_matching = feature_matching
+        self.metrics: dict[str, Tensor] = {}
 
     def discriminator_loss(self, fake: Tensor, real: Tensor) -> Tensor:
         """Hinge loss to train the discriminator; `fake` is detached here.
@@ -138,11 +159,36 @@ class AdversarialLoss(nn.Module):
             fake: decoded audio `[batch, channels, time]`.
             real: original audio `[batch, channels, time]`.
         Returns:
-            scalar loss; its gradient reaches only the discriminator.
+            scalar loss; its gradient reaches only the discriminator. `metrics` then holds
+            the mean real and fake logits and the accuracy (device tensors, no sync).
         """
         fake_logits, _ = self.discriminator(fake.detach())
         real_logits, _ = self.discriminator(real)
+        self.metrics = logit_metrics(real_logits, fake_logits)
         return discriminator_hinge_loss(real_logits, fake_logits)
+
+    def train_adversary(
+        self,
+        fake: Tensor,
+        real: Tensor,
+        optimizer: torch.optim.Optimizer,
+        backward: Callable[[Tensor], None],
+    ) -> Tensor:
+        """One update of the discriminator on (fake, real); `fake` is detached here.
+
+        Args:
+            fake: decoded audio `[batch, channels, time]`.
+            real: original audio `[batch, channels, time]`.
+            optimizer: the discriminator's optimizer (a LightningOptimizer in training).
+            backward: runs the backward pass of a loss (and any gradient clipping).
+        Returns:
+            the hinge loss (detached); `metrics` holds its logit statistics.
+        """
+        loss = self.discriminator_loss(fake, real)
+        optimizer.zero_grad(set_to_none=True)
+        backward(loss)
+        optimizer.step()
+        return loss.detach()
 
     def generator_losses(self, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
         """Adversarial and feature matching losses of the generator.

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# `stft` is imported for `encodec_train.losses`, which still re-exports it from here.
-from encodec_train.dsp import mel_filterbank, mel_spectrogram, stft  # noqa: F401
+from encodec_train.dsp import mel_filterbank, mel_spectrogram
 
 
 def time_l1(pred: Tensor, target: Tensor) -> Tensor:

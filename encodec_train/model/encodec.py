@@ -17,6 +17,7 @@ from torch.nn.utils import parametrize
 
 from encodec_train.model.bandwidth import check_target_bandwidths, latent_frame_rate
 from encodec_train.model.checkpoint import load_weights, read_model_checkpoint
+from encodec_train.model.init import initialize_
 from encodec_train.model.quantizer import ResidualVectorQuantizer
 from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
 
@@ -87,6 +88,9 @@ class EncodecModel(nn.Module):
             (ValueError naming the nearest valid ones). False rounds down to the codebooks
             that fit, as the official package does; models saved before the check existed
             load that way.
+        init: "pytorch" (PyTorch's default initialisation, as the official models) or
+            "unit_norm" (unit-norm filters, zero biases: the latent depends on the input from
+            the first step; see `encodec_train.model.init`). Weights loaded afterwards win.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class EncodecModel(nn.Module):
         commitment_reduction: str = "sum",
         name: str = "unset",
         strict_bandwidths: bool = True,
+        init: str = "pytorch",
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
@@ -159,6 +164,7 @@ class EncodecModel(nn.Module):
             commitment_weight=commitment_weight,
             commitment_reduction=commitment_reduction,
         )
+        initialize_(self, init)
 
     # -- sizes ---------------------------------------------------------------------------
 

@@ -47,8 +47,9 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
     gives ~9.4 vectors per code, above the dead-code threshold of 2 (the paper's 64 × 1 s
     gives ~4.7 for 1024 codes); with 1024 codes nearly every code would count as dead each
     step. 32 codes are 5 bits, 0.375 kbps per codebook at 75 frames/s, so 1.5/3/6 kbps are
-    exactly 4/8/16 codebooks (64 codes would make them 3.33/6.67/13.33). Same as
-    `conf/model/tiny.yaml`.
+    exactly 4/8/16 codebooks (64 codes would make them 3.33/6.67/13.33). Unit-norm
+    initialisation (`encodec_train.model.init`) keeps it from collapsing to one code.
+    Same as `conf/model/tiny.yaml`.
     """
     config: dict[str, Any] = dict(
         sample_rate=24_000,
@@ -62,6 +63,7 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
         codebook_size=32,
         dead_code_threshold=2.0,
         kmeans_iters=10,
+        init="unit_norm",
         name="encodec_tiny",
     )
     return EncodecModel(**{**config, **overrides})

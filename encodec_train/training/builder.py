@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from encodec_train.convert import load_pretrained, load_weights
+from encodec_train.convert import load_pretrained
+from encodec_train.model.checkpoint import load_weights
 from encodec_train.training.callbacks import AudioExamples, SaveLastOnTrainEnd
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
@@ -77,6 +78,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     ]
     if cfg.audio_examples_every_n_steps:
         callbacks.append(AudioExamples(cfg.audio_examples_every_n_steps, run_dir / "examples"))
+    if cfg.health.every_n_steps:
+        callbacks.append(instantiate(cfg.health))
     return L.Trainer(
         **cfg.trainer,
         logger=instantiate(cfg.logger),

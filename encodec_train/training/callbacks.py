@@ -1,7 +1,8 @@
-"""Callbacks: decoded audio examples at every bandwidth."""
+"""Callbacks: decoded audio examples at every bandwidth, and training-health probes."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -9,18 +10,27 @@ import soundfile as sf
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from encodec_train.training.health import HealthCheck, HealthReport, LogMelDistance, probe_health
 
-class AudioExamples(L.Callback):
-    """Every `every_n_steps` updates, decode the first validation batch at each bandwidth and
-    write `<output_dir>/step_<k>/<bandwidth>kbps.wav` (plus the reference); W&B gets them too.
+log = logging.getLogger(__name__)
 
-    Uses the module's evaluation generator (EMA weights when kept) in eval mode, so the
-    codebooks do not learn from the examples.
-    """
 
-    def __init__(self, every_n_steps: int, output_dir: str | Path, max_items: int = 2) -> None:
+def probe_audio(trainer: L.Trainer, batch: dict[str, torch.Tensor], max_items: int) -> torch.Tensor:
+    """A fixed batch to follow all run long: the first validation batch when the run has
+    validation data, else `batch` (the current training batch). On the CPU, detached."""
+    datamodule = trainer.datamodule
+    loader = datamodule.val_dataloader() if datamodule is not None else None
+    first = next(iter(loader), None) if loader is not None else None
+    chosen = first if first is not None else batch
+    return chosen["audio"][:max_items].detach().cpu()
+
+
+class PeriodicProbe(L.Callback):
+    """Base of the callbacks that look at the codec every `every_n_steps` updates (on the main
+    rank only) on the same `max_items` clips all run long (`probe_audio`)."""
+
+    def __init__(self, every_n_steps: int, max_items: int) -> None:
         self.every_n_steps = every_n_steps
-        self.output_dir = Path(output_dir)
         self.max_items = max_items
         self._reference: torch.Tensor | None = None
 
@@ -29,14 +39,27 @@ class AudioExamples(L.Callback):
         if self.every_n_steps <= 0 or step % self.every_n_steps or not trainer.is_global_zero:
             return
         if self._reference is None:
-            self._reference = self._first_validation_audio(trainer, batch)
-        self.write(pl_module, step)
+            self._reference = probe_audio(trainer, batch, self.max_items)
+        self.probe(trainer, pl_module, step)
 
-    def _first_validation_audio(self, trainer: L.Trainer, batch) -> torch.Tensor:
-        datamodule = trainer.datamodule
-        if datamodule is not None and datamodule.val_dataloader() is not None:
-            batch = next(iter(datamodule.val_dataloader()))
-        return batch["audio"][: self.max_items].detach().cpu()
+    def probe(self, trainer: L.Trainer, pl_module, step: int) -> None:
+        raise NotImplementedError
+
+
+class AudioExamples(PeriodicProbe):
+    """Every `every_n_steps` updates, decode the probe clips at each bandwidth and write
+    `<output_dir>/step_<k>/<bandwidth>kbps_<i>.wav` (plus the reference); W&B gets them too.
+
+    Uses the module's evaluation generator (EMA weights when kept) in eval mode, so the
+    codebooks do not learn from the examples.
+    """
+
+    def __init__(self, every_n_steps: int, output_dir: str | Path, max_items: int = 2) -> None:
+        super().__init__(every_n_steps, max_items)
+        self.output_dir = Path(output_dir)
+
+    def probe(self, trainer: L.Trainer, pl_module, step: int) -> None:
+        self.write(pl_module, step)
 
     @torch.no_grad()
     def write(self, pl_module, step: int) -> dict[str, Path]:
@@ -76,3 +99,46 @@ class SaveLastOnTrainEnd(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         trainer.save_checkpoint(self.path)
+
+
+class TrainingHealth(PeriodicProbe):
+    """Every `every_n_steps` updates, probe the codec on a fixed batch (`probe_health`), log
+    the signals under `health/`, and warn loudly when `check` finds a collapse: a log line,
+    a W&B alert when W&B logs the run, and `problems` for the run summary.
+
+    Args:
+        every_n_steps: probe interval in generator updates (0: never).
+        check: the thresholds.
+        max_items: clips in the probe batch (at least 2, to compare own vs. other clips).
+    """
+
+    def __init__(self, every_n_steps: int, check: HealthCheck, max_items: int = 4) -> None:
+        if max_items < 2:
+            raise ValueError(f"max_items={max_items}: the probe compares at least two clips")
+        super().__init__(every_n_steps, max_items)
+        self.check = check
+        self.reports: list[HealthReport] = []
+        self.problems: list[str] = []
+        self._distance: LogMelDistance | None = None
+
+    def probe(self, trainer: L.Trainer, pl_module, step: int) -> None:
+        if self._distance is None:
+            self._distance = LogMelDistance(pl_module.generator.sample_rate)
+        report = probe_health(
+            pl_module.evaluation_generator(),
+            pl_module.adversarial.discriminator,
+            self._reference.to(pl_module.device),
+            step,
+            self._distance,
+        )
+        self.reports.append(report)
+        for logger in trainer.loggers:
+            logger.log_metrics(report.as_metrics(), step=step)
+        self.problems = self.check.problems(report)
+        for problem in self.problems:
+            log.warning("TRAINING HEALTH at step %d: %s", step, problem)
+        if self.problems and isinstance(pl_module.logger, WandbLogger):
+            pl_module.logger.experiment.alert(
+                title="encodec-train: training health",
+                text=f"step {step}: " + "; ".join(self.problems),
+            )

@@ -7,11 +7,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
 from encodec_train.evaluation.metrics import si_snr
@@ -89,6 +91,8 @@ class CodecGANModule(L.LightningModule):
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
         self.train_metrics = MetricAccumulator()
         self.history: list[dict[str, float]] = []
+        # The step this process started training from (None: it trained no step).
+        self.start_step: int | None = None
         self._last_log_time: float | None = None
         self._pending_rng_states: dict[str, Any] | None = None
 
@@ -121,26 +125,37 @@ class CodecGANModule(L.LightningModule):
         generator_opt, discriminator_opt = self.optimizers()
         setting, update_discriminator = self.draw_step_plan()
 
-        output = self.generator(real, **setting)
+        # k-means and dead-code replacement draw from the module's generator too.
+        output = self.generator(real, **setting, generator=self.rng)
         # Padding past the end of short files is neither learnt nor judged.
         fake = output.audio * mask
 
         metrics: dict[str, torch.Tensor] = {}
         if update_discriminator:
-            discriminator_loss = self.adversarial.discriminator_loss(fake, real)
-            discriminator_opt.zero_grad(set_to_none=True)
-            self.manual_backward(discriminator_loss)
-            self._clip(discriminator_opt, self.discriminator_grad_clip)
-            # The raw optimizer, so that `global_step` counts generator updates (= batches):
-            # Lightning advances it on every LightningOptimizer.step.
-            discriminator_opt.optimizer.step()
-            metrics["discriminator_loss"] = discriminator_loss
+            # Through Lightning (precision, strategy, hooks), but `global_step` keeps counting
+            # generator updates, one per batch: `max_steps` and checkpoints count updates.
+            uncounted_step(discriminator_opt)
+            metrics["discriminator_loss"] = self.adversarial.train_adversary(
+                fake,
+                real,
+                discriminator_opt,
+                backward=partial(
+                    self._backward,
+                    optimizer=discriminator_opt,
+                    max_norm=self.discriminator_grad_clip,
+                ),
+            )
+            self.train_metrics.add(self.adversarial.metrics, "discriminator/")
+            self.train_metrics.add(
+                {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
+            )
 
         losses = self.generator_losses(fake, real)
         balanced = self.balancer.combine(losses, fake)
         generator_opt.zero_grad(set_to_none=True)
-        self.manual_backward(balanced + output.commitment_loss)
-        self._clip(generator_opt, self.generator_grad_clip)
+        self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
+        metrics["grad_norm_encoder"] = gradient_norm(self.generator.encoder)
+        metrics["grad_norm_decoder"] = gradient_norm(self.generator.decoder)
         generator_opt.step()
         if self.ema is not None:
             self.ema.update(self.generator)
@@ -168,7 +183,9 @@ class CodecGANModule(L.LightningModule):
             "feature_matching": feature_matching,
         }
 
-    def _clip(self, optimizer, max_norm: float | None) -> None:
+    def _backward(self, loss: torch.Tensor, optimizer, max_norm: float | None) -> None:
+        """Backward through Lightning, then clip the gradients of `optimizer`'s parameters."""
+        self.manual_backward(loss)
         if max_norm is not None:
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
@@ -243,9 +260,33 @@ class CodecGANModule(L.LightningModule):
             restore_rng_states(self._pending_rng_states, self.rng)
             self._pending_rng_states = None
 
+    def on_train_start(self) -> None:
+        self.start_step = self.global_step
+
     def on_fit_start(self) -> None:
         if self.ema is not None:
             self.ema.to(self.device)
+
+
+def uncounted_step(optimizer: LightningOptimizer) -> None:
+    """Let `optimizer`'s next step bypass Lightning's step counter (this batch only).
+
+    In manual optimisation every LightningOptimizer step advances `global_step`; the loop
+    re-installs its counting hooks at each batch, so this lasts for the current one.
+    """
+    optimizer._on_before_step = optimizer._on_after_step = _do_nothing
+
+
+def _do_nothing() -> None:
+    pass
+
+
+def gradient_norm(module: nn.Module) -> torch.Tensor:
+    """L2 norm of all the gradients of `module`'s parameters (a device tensor, no sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
 
 
 def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth, latent_frame_rate
+
 UNSUPPORTED_PRECISIONS = ("16-mixed", "16", 16, "16-true")
 
 
@@ -15,24 +17,30 @@ class ConfigError(ValueError):
 
 
 def check_model(model: DictConfig) -> None:
-    """Bandwidths, channels and codebook size that the codec can honour."""
+    """Bandwidths, channels and codebook size that the codec can honour (the model's own
+    bandwidth arithmetic, with the config key in the message)."""
     if model.channels not in (1, 2):
         raise ConfigError(f"model.channels={model.channels}: EnCodec models are mono or stereo")
-    size = model.codebook_size
-    if size < 2 or size & (size - 1):
-        raise ConfigError(f"model.codebook_size={size} must be a power of 2")
+    try:
+        bits_per_code(model.codebook_size)
+    except ValueError as error:
+        raise ConfigError(f"model.codebook_size: {error}") from None
     bandwidths = list(model.target_bandwidths)
     if not bandwidths:
         raise ConfigError("model.target_bandwidths is empty")
-    frame_rate = math.ceil(model.sample_rate / math.prod(model.ratios))
-    per_codebook = math.log2(size) * frame_rate / 1000
+    frame_rate = latent_frame_rate(model.sample_rate, math.prod(model.ratios))
     for bandwidth in bandwidths:
-        if not isinstance(bandwidth, (int, float)) or bandwidth < per_codebook:
-            raise ConfigError(
-                f"model.target_bandwidths contains {bandwidth!r}: each bandwidth must be a "
-                f"number of kbps ≥ {per_codebook:g} (one codebook of {size} codes at "
-                f"{frame_rate} frames/s)"
+        if not isinstance(bandwidth, (int, float)):
+            raise ConfigError(f"model.target_bandwidths contains {bandwidth!r}: not a number")
+        try:
+            codebooks_for_bandwidth(
+                bandwidth,
+                model.codebook_size,
+                frame_rate,
+                strict=model.get("strict_bandwidths", True),
             )
+        except ValueError as error:
+            raise ConfigError(f"model.target_bandwidths contains {bandwidth!r}: {error}") from None
 
 
 def check_manifests(data: DictConfig) -> None:

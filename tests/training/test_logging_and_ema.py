@@ -36,6 +36,24 @@ def test_audio_examples_are_the_model_output_at_every_bandwidth(tmp_path, corpus
     )
 
 
+def test_audio_examples_without_validation_data_use_the_first_training_batch(tmp_path, corpus):
+    """Without validation data the examples once raised StopIteration inside the training
+    loop, which Lightning took for the end of the epoch: the run stopped at step 1."""
+    cfg = demo_config(
+        tmp_path,
+        "data.valid_manifests=null",
+        "trainer.limit_val_batches=0",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "audio_examples_every_n_steps=1",
+        corpus=corpus,
+    )
+    _, trainer, _ = fit(cfg)
+    assert trainer.global_step == 3
+    for step in (1, 2, 3):
+        assert (tmp_path / "run" / "examples" / f"step_{step:07d}" / "reference_0.wav").exists()
+
+
 def test_wandb_offline_run_needs_no_network(tmp_path, corpus, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
