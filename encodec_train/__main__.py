@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.builder import fit
-from encodec_train.training.callbacks import TrainingHealth
+from encodec_train.training.callbacks import StopOnSignal, TrainingHealth
 
 log = logging.getLogger("encodec_train")
 
@@ -69,6 +69,15 @@ def sweep_point_run_dir(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     sweep_point_run_dir(cfg)
     module, trainer, datamodule = fit(cfg)
+    stopper = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
+    if stopper.received:
+        if trainer.is_global_zero:
+            print(
+                f"\nstopped by {stopper.received} after step {trainer.global_step}; "
+                f"{Path(cfg.run_dir) / 'checkpoints' / 'last.ckpt'} holds it: run the same "
+                "command again to continue exactly from there"
+            )
+        return
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         health = next((c for c in trainer.callbacks if isinstance(c, TrainingHealth)), None)

@@ -5,8 +5,8 @@
     .venv/bin/python tools/training_health.py trainer.max_epochs=10 health.every_n_steps=20
 
 Each row is one probe of `TrainingHealth` on its fixed batch: level-0 codebook perplexity,
-encoder temporal variation, own/other log-mel distance ratio, the discriminator's hinge loss
-and accuracy, and the log-mel distance at every bandwidth. Used to find why a codec collapses
+encoder temporal variation, own/other mel distance ratio, the discriminator's hinge loss
+and accuracy, and the mel distance at every bandwidth. Used to find why a codec collapses
 (docs/training.md, "Training health").
 """
 
@@ -27,7 +27,7 @@ def health_table(callback: TrainingHealth) -> str:
     """The callback's reports as a Markdown table."""
     bandwidths = sorted(callback.reports[0].distance_per_bandwidth) if callback.reports else []
     header = ["step", "L0 perplexity", "enc. temporal var.", "own/other", "D loss", "D acc."]
-    header += [f"log-mel @{b:g}" for b in bandwidths]
+    header += [f"mel distance @{b:g} kbps" for b in bandwidths]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in callback.reports:
         cells = [

@@ -67,9 +67,10 @@ class Balancer(nn.Module):
         self.epsilon = epsilon
         weight_values = torch.tensor([float(weights[name]) for name in self.names])
         self.register_buffer("shares", weight_values / weight_values.sum(), persistent=False)
-        # Decayed sum of norms and decayed count: their ratio is the bias-corrected EMA.
+        # Decayed sum of norms and decayed count per loss: their ratio is the bias-corrected
+        # EMA. Per loss, because a loss can join later (after a warm-up without it).
         self.register_buffer("norm_sums", torch.zeros(len(self.names)))
-        self.register_buffer("norm_count", torch.zeros(()))
+        self.register_buffer("norm_count", torch.zeros(len(self.names)))
         self.metrics: dict[str, Tensor] = {}
 
     def _gradient_norm(self, grad: Tensor) -> Tensor:
@@ -87,36 +88,48 @@ class Balancer(nn.Module):
         the graphs of the losses are retained.
 
         Args:
-            losses: scalar losses, exactly the names given in `weights`, each a function of
-                `output`.
+            losses: scalar losses named in `weights`, each a function of `output`. A subset
+                is balanced among itself (shares renormalised; the others' EMA untouched),
+                e.g. the reconstruction losses while the adversary warms up.
             output: the tensor to balance at, e.g. decoded audio `[batch, channels, time]`.
         Returns:
             scalar `(output * combined_grad).sum()`, with `combined_grad` detached, so its
             gradient w.r.t. `output` is `combined_grad`.
         """
-        if set(losses) != set(self.names):
+        unexpected = sorted(set(losses) - set(self.names))
+        if unexpected or not losses:
             raise ValueError(
                 f"the balancer weighs {self.names}, got losses {sorted(losses)}: "
-                f"missing {sorted(set(self.names) - set(losses))}, "
-                f"unexpected {sorted(set(losses) - set(self.names))}"
+                f"unexpected {unexpected}"
             )
-        grads = [
-            torch.autograd.grad(losses[name], [output], retain_graph=True)[0] for name in self.names
-        ]
-        norms = torch.stack([self._gradient_norm(grad) for grad in grads])
+        present = torch.tensor([name in losses for name in self.names])
+        grads = {
+            name: torch.autograd.grad(losses[name], [output], retain_graph=True)[0]
+            for name in self.names
+            if name in losses
+        }
+        norms = torch.zeros_like(self.norm_sums)
+        norms[present.to(norms.device)] = torch.stack(
+            [self._gradient_norm(grad) for grad in grads.values()]
+        )
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(norms)
             norms /= dist.get_world_size()
-        self.norm_sums.mul_(self.ema_decay).add_(norms)
-        self.norm_count.mul_(self.ema_decay).add_(1)
-        averaged_norms = self.norm_sums / self.norm_count
-        scales = self.total_norm * self.shares / (self.epsilon + averaged_norms)
+        present = present.to(norms)
+        decay = 1 - present * (1 - self.ema_decay)  # absent losses keep their state
+        self.norm_sums.mul_(decay).add_(norms)
+        self.norm_count.mul_(decay).add_(present)
+        averaged_norms = self.norm_sums / self.norm_count.clamp(min=1e-12)
+        shares = self.shares * present
+        scales = self.total_norm * (shares / shares.sum()) / (self.epsilon + averaged_norms)
         combined = torch.zeros_like(output)
-        for scale, grad in zip(scales, grads, strict=True):
-            combined += scale * grad
-        ratios = averaged_norms / averaged_norms.sum()
+        for index, name in enumerate(self.names):
+            if name in grads:
+                combined += scales[index] * grads[name]
+        ratios = averaged_norms * present / (averaged_norms * present).sum()
         self.metrics = {}
-        for name, ratio, norm in zip(self.names, ratios, norms, strict=True):
-            self.metrics[f"ratio_{name}"] = ratio
-            self.metrics[f"grad_norm_{name}"] = norm
+        for index, name in enumerate(self.names):
+            if name in grads:
+                self.metrics[f"ratio_{name}"] = ratios[index]
+                self.metrics[f"grad_norm_{name}"] = norms[index]
         return (output * combined.detach()).sum()

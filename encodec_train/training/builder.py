@@ -12,9 +12,15 @@ from omegaconf import DictConfig
 
 from encodec_train.convert import load_pretrained
 from encodec_train.model.checkpoint import load_weights
-from encodec_train.training.callbacks import AudioExamples, SaveLastOnTrainEnd
+from encodec_train.training.callbacks import (
+    AudioExamples,
+    SaveLastOnTrainEnd,
+    StopOnSignal,
+    TrainingProgressBar,
+)
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
+from encodec_train.training.quiet import silence_unactionable_messages
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +79,19 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
             every_n_train_steps=cfg.checkpoint_every_n_steps,
             save_last=True,
             save_top_k=0,
+            # One last.ckpt, overwritten in place (atomically: Lightning writes it through an
+            # fsspec transaction), never last-v1.ckpt beside it.
+            enable_version_counter=False,
         ),
         SaveLastOnTrainEnd(run_dir / "checkpoints" / "last.ckpt"),
+        StopOnSignal(),
     ]
     if cfg.audio_examples_every_n_steps:
         callbacks.append(AudioExamples(cfg.audio_examples_every_n_steps, run_dir / "examples"))
     if cfg.health.every_n_steps:
         callbacks.append(instantiate(cfg.health))
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(TrainingProgressBar())
     return L.Trainer(
         **cfg.trainer,
         logger=instantiate(cfg.logger),
@@ -103,10 +115,12 @@ def resolve_resume(cfg: DictConfig) -> str | None:
 
 def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModule]:
     """Everything `python -m encodec_train` does before the summary: check, build, train."""
+    silence_unactionable_messages()
     prepare_data(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
     trainer = build_trainer(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    # Our checkpoints hold only tensors and plain data.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg), weights_only=True)
     return module, trainer, datamodule

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import lightning as L
 import soundfile as sf
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
-from encodec_train.training.health import HealthCheck, HealthReport, LogMelDistance, probe_health
+from encodec_train.training.health import HealthCheck, HealthReport, MelDistance, probe_health
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,41 @@ class SaveLastOnTrainEnd(L.Callback):
         self.path = Path(path)
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # everything a resume needs
+
+
+class StopOnSignal(L.Callback):
+    """On SIGTERM (a scheduler's kill, a preemption) or SIGINT (Ctrl-C), finish the current
+    step, then stop training: `SaveLastOnTrainEnd` writes `last.ckpt`, and the same command
+    resumes exactly from it. `received` names the signal afterwards (None: none came).
+
+    The decision is reduced over ranks, so all of them stop after the same step.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: stopping after this step and writing last.ckpt", self.received)
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        # Before Lightning's own SIGTERM handler, which calls this one as well.
+        if stage == "fit":
+            self.received = None
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            trainer.should_stop = True
+
+    def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 class TrainingHealth(PeriodicProbe):
@@ -119,11 +155,11 @@ class TrainingHealth(PeriodicProbe):
         self.check = check
         self.reports: list[HealthReport] = []
         self.problems: list[str] = []
-        self._distance: LogMelDistance | None = None
+        self._distance: MelDistance | None = None
 
     def probe(self, trainer: L.Trainer, pl_module, step: int) -> None:
         if self._distance is None:
-            self._distance = LogMelDistance(pl_module.generator.sample_rate)
+            self._distance = MelDistance(pl_module.generator.sample_rate)
         report = probe_health(
             pl_module.evaluation_generator(),
             pl_module.adversarial.discriminator,
@@ -134,7 +170,7 @@ class TrainingHealth(PeriodicProbe):
         self.reports.append(report)
         for logger in trainer.loggers:
             logger.log_metrics(report.as_metrics(), step=step)
-        self.problems = self.check.problems(report)
+        self.problems = self.check.problems(report, pl_module.adversary_start_step)
         for problem in self.problems:
             log.warning("TRAINING HEALTH at step %d: %s", step, problem)
         if self.problems and isinstance(pl_module.logger, WandbLogger):
@@ -142,3 +178,29 @@ class TrainingHealth(PeriodicProbe):
                 title="encodec-train: training health",
                 text=f"step {step}: " + "; ".join(self.problems),
             )
+
+
+class TrainingProgressBar(TQDMProgressBar):
+    """Lightning's bar with the steps this run will really make (an epoch that `max_steps`
+    ends early is not shown at its nominal length) and the latest logged losses in place of
+    Lightning's `v_num`."""
+
+    SHOWN = {"train/loss_mel": "mel", "train/discriminator_loss": "D", "train/loss_time": "time"}
+
+    @property
+    def total_train_batches(self) -> int | float:
+        total = super().total_train_batches
+        trainer = self.trainer
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            return total
+        done_in_epoch = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return min(total, done_in_epoch + max(0, trainer.max_steps - trainer.global_step))
+
+    def get_metrics(self, trainer: L.Trainer, pl_module) -> dict[str, int | str | float]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        latest = pl_module.history[-1] if getattr(pl_module, "history", None) else {}
+        for key, name in self.SHOWN.items():
+            if key in latest:
+                items[name] = f"{latest[key]:.3f}"
+        return items

@@ -45,6 +45,11 @@ class CodecGANModule(L.LightningModule):
         generator_grad_clip, discriminator_grad_clip: max gradient norm (None: no clipping).
         ema_decay: keep an EMA of the generator weights for validation and export (None: off).
         log_every_n_steps: how often the running means of the metrics are logged.
+        adversary_start_step: generator updates made before the adversarial and feature
+            matching losses join the generator's objective; until then the balancer weighs
+            the time and mel losses alone, while the discriminator trains as usual, so that
+            it is past chance when its gradients start to count (0: from the first step, as
+            the paper).
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class CodecGANModule(L.LightningModule):
         discriminator_grad_clip: float | None = None,
         ema_decay: float | None = None,
         log_every_n_steps: int = 50,
+        adversary_start_step: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= discriminator_update_prob <= 1.0:
@@ -86,6 +92,9 @@ class CodecGANModule(L.LightningModule):
         self.generator_grad_clip = generator_grad_clip
         self.discriminator_grad_clip = discriminator_grad_clip
         self.log_every_n_steps = log_every_n_steps
+        if adversary_start_step < 0:
+            raise ValueError(f"adversary_start_step={adversary_start_step} must be ≥ 0")
+        self.adversary_start_step = adversary_start_step
         # A CPU generator: the draws never sync a GPU, and every rank draws the same values.
         self.rng = torch.Generator().manual_seed(seed)
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
@@ -124,6 +133,7 @@ class CodecGANModule(L.LightningModule):
         real, mask = batch["audio"], batch["mask"]
         generator_opt, discriminator_opt = self.optimizers()
         setting, update_discriminator = self.draw_step_plan()
+        adversary_on = self.global_step >= self.adversary_start_step
 
         # k-means and dead-code replacement draw from the module's generator too.
         output = self.generator(real, **setting, generator=self.rng)
@@ -150,7 +160,7 @@ class CodecGANModule(L.LightningModule):
                 {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
             )
 
-        losses = self.generator_losses(fake, real)
+        losses = self.generator_losses(fake, real, adversarial=adversary_on)
         balanced = self.balancer.combine(losses, fake)
         generator_opt.zero_grad(set_to_none=True)
         self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
@@ -169,19 +179,24 @@ class CodecGANModule(L.LightningModule):
         if self.global_step % self.log_every_n_steps == 0:
             self._log_running_means(batch_size=real.shape[0])
 
-    def generator_losses(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The balanced losses of the generator (paper eq. 4, without the commitment term).
+    def generator_losses(
+        self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The balanced losses of the generator (paper eq. 4, without the commitment term);
+        without `adversarial`, the reconstruction losses alone.
 
         The target's mel spectrograms are computed once here and shared by the mel loss.
         """
         target_spectrograms = self.mel_loss.spectrograms(real)
-        adversarial, feature_matching = self.adversarial.generator_losses(fake, real)
-        return {
+        losses = {
             "time": time_l1(fake, real),
             "mel": self.mel_loss(fake, target_spectrograms),
-            "adversarial": adversarial,
-            "feature_matching": feature_matching,
         }
+        if adversarial:
+            losses["adversarial"], losses["feature_matching"] = self.adversarial.generator_losses(
+                fake, real
+            )
+        return losses
 
     def _backward(self, loss: torch.Tensor, optimizer, max_norm: float | None) -> None:
         """Backward through Lightning, then clip the gradients of `optimizer`'s parameters."""

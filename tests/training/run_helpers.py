@@ -23,6 +23,8 @@ def fast_overrides(run_dir: Path, corpus: Path) -> list[str]:
         "trainer.limit_val_batches=2",
         "audio_examples_every_n_steps=0",
         "training.log_every_n_steps=1",
+        # The GAN step from the first step (the demo warms up without the adversary).
+        "training.adversary_start_step=0",
     ]
 
 

@@ -62,6 +62,9 @@ def test_recipe_24khz_has_the_paper_hyperparameters():
     assert cfg.trainer.max_epochs == 300 and cfg.trainer.limit_train_batches == 2000
     assert cfg.training.discriminator_update_prob == pytest.approx(2 / 3, abs=1e-3)
     assert cfg.trainer.precision == "bf16-mixed"
+    # The demo's departures stay in the demo: adversary from step 0, official init.
+    assert cfg.training.adversary_start_step == 0
+    assert cfg.model.init == "pytorch" and cfg.discriminator.init == "pytorch"
     assert instantiate(cfg.model, _convert_="all").config == encodec_24khz().config
 
 
@@ -71,6 +74,9 @@ def test_no_recipe_is_the_demo():
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.demo_corpus == "data_manifests/demo"
     assert cfg.run_dir == "runs/demo"
+    explicit = compose_config("+recipe=demo")
+    for group in ("model", "discriminator", "loss", "optim", "data", "trainer", "training"):
+        assert cfg[group] == explicit[group], group
 
 
 def test_unknown_key_fails_at_composition():
@@ -82,6 +88,19 @@ def test_bad_bandwidth_names_the_key():
     cfg = compose_config("+recipe=24khz", "model.target_bandwidths=[0.1,6.0]")
     with pytest.raises(ConfigError, match=r"model\.target_bandwidths contains 0\.1"):
         check_config(cfg)
+
+
+def test_a_wrongly_typed_value_names_its_key_before_anything_is_built():
+    """Once failed after restoring a checkpoint with "'<=' not supported between 'float' and
+    'str'" and no key."""
+    cfg = compose_config("optim.generator.lr=abc")
+    with pytest.raises(ConfigError, match=r"optim\.generator\.lr='abc': expected float"):
+        check_config(cfg)
+    cfg = compose_config("+recipe=24khz", "model.n_filters=3.5")
+    with pytest.raises(ConfigError, match=r"model\.n_filters=3\.5: expected int, got float"):
+        check_config(cfg)
+    for recipe in ((), ("+recipe=24khz",), ("+recipe=48khz",)):
+        check_config(compose_config(*recipe))  # every shipped config passes
 
 
 def test_fp16_is_refused_before_building_anything():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,34 @@ def test_each_sweep_point_gets_its_own_run_directory(tmp_path, corpus):
         assert f"trainer.max_steps={steps}" in (point / ".hydra" / "overrides.yaml").read_text()
         checkpoint = torch.load(point / "checkpoints" / "last.ckpt", weights_only=True)
         assert checkpoint["global_step"] == steps
+
+
+def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes(tmp_path, corpus):
+    """A scheduler's SIGTERM: the run ends cleanly with a checkpoint of the last finished
+    step, and the identical command continues from it."""
+    args = [
+        sys.executable,
+        "-m",
+        "encodec_train",
+        "trainer.max_steps=1000",
+        "trainer.max_epochs=-1",
+        *fast_overrides(tmp_path / "runs", corpus),
+    ]
+    process = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in process.stdout:  # training has started once Lightning prints the model size
+        if "Total params" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    assert "stopped by SIGTERM" in output
+    last = tmp_path / "runs" / "checkpoints" / "last.ckpt"
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
+    assert 1 <= stopped_at < 1000
+
+    result = run_cli(tmp_path, corpus, f"trainer.max_steps={stopped_at + 1}")
+    assert f"trained steps {stopped_at} -> {stopped_at + 1} (resumed at step {stopped_at})" in (
+        result.stdout
+    )

@@ -12,7 +12,7 @@ from encodec_train.model import EncodecModel
 from encodec_train.training.health import (
     HealthCheck,
     HealthReport,
-    LogMelDistance,
+    MelDistance,
     code_perplexity,
     input_specificity,
     pairwise_distances,
@@ -84,8 +84,12 @@ def test_health_check_passes_a_healthy_report_and_names_each_collapse_sign():
     assert len(problems) == 5
     for words in ("perplexity", "constant", "input", "more bits", "not learning"):
         assert any(words in p for p in problems), words
-    # Nothing is reported before the codec had a chance to learn.
+    # Nothing is reported before the codec had a chance to learn, nor about a discriminator
+    # that joined training (after a warm-up) less than start_step steps ago.
     assert check.problems(_report(step=40, level0_perplexity=1.0)) == []
+    stuck = _report(step=200, discriminator_accuracy=0.5)
+    assert check.problems(stuck, adversary_start_step=150) == []
+    assert len(check.problems(stuck, adversary_start_step=140)) == 1
 
 
 def test_a_constant_encoder_trips_every_codec_signal():
@@ -100,7 +104,7 @@ def test_a_constant_encoder_trips_every_codec_signal():
     audio = 0.1 * torch.randn(4, 1, 24_000)
     model.train()
     model(audio, 3.0)  # k-means on the constant latent
-    report = probe_health(model, None, audio, step=100, distance=LogMelDistance(24_000))
+    report = probe_health(model, None, audio, step=100, distance=MelDistance(24_000))
     assert report.level0_perplexity == pytest.approx(1.0)
     assert report.encoder_temporal_variation == pytest.approx(0.0, abs=1e-5)
     assert report.own_other_ratio > 0.99

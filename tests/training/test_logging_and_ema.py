@@ -133,3 +133,34 @@ def test_csv_logs_every_n_steps_and_a_resume_keeps_earlier_logs(tmp_path, corpus
     # The logged value is the mean of the steps since the previous log.
     first = next(csv.DictReader(logs[0].open()))
     assert float(first["train/loss_mel"]) == pytest.approx(module.history[0]["train/loss_mel"])
+
+
+def test_progress_bar_counts_the_steps_that_will_run_and_shows_losses(monkeypatch):
+    """`max_steps=10` in a 40-batch epoch once showed 40 batches, and `v_num` as a metric."""
+    from types import SimpleNamespace
+
+    from encodec_train.training.callbacks import TrainingProgressBar
+
+    def trainer(global_step: int, done_in_epoch: int):
+        progress = SimpleNamespace(current=SimpleNamespace(completed=done_in_epoch))
+        return SimpleNamespace(
+            max_epochs=3,
+            max_steps=10,
+            global_step=global_step,
+            num_training_batches=40,
+            fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+        )
+
+    bar = TrainingProgressBar()
+    bar._trainer = trainer(global_step=0, done_in_epoch=0)
+    assert bar.total_train_batches == 10
+    bar._trainer = trainer(global_step=4, done_in_epoch=4)  # resumed mid-epoch at step 4
+    assert bar.total_train_batches == 10
+    bar._trainer = trainer(global_step=0, done_in_epoch=0)
+    bar._trainer.max_steps = 100
+    assert bar.total_train_batches == 40
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, t, m: {"v_num": 0})
+    module = SimpleNamespace(history=[{"train/loss_mel": 1.23456, "train/discriminator_loss": 2.0}])
+    assert bar.get_metrics(bar.trainer, module) == {"mel": "1.235", "D": "2.000"}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
 from run_helpers import demo_config
 
 from encodec_train.model import EncodecModel
-from encodec_train.training.builder import build_module, fit
+from encodec_train.training.builder import fit
+from encodec_train.training.callbacks import TrainingHealth
 
 
 def _losses_per_step(module) -> list[dict[str, float]]:
@@ -48,6 +47,8 @@ def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus):
 def test_checkpoint_rebuilds_the_model_without_config(tmp_path, corpus):
     module, trainer, _ = fit(demo_config(tmp_path, "trainer.max_steps=2", corpus=corpus))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # One last.ckpt, not a last-v1.ckpt beside it.
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
     model = EncodecModel.from_checkpoint(last)
     assert model.config == module.generator.config
     for name, tensor in module.generator.state_dict().items():
@@ -121,23 +122,28 @@ def test_init_from_a_mismatching_checkpoint_lists_keys_and_shapes(tmp_path, corp
         fit(demo_config(tmp_path, f"init_from={path}", "trainer.max_steps=1", corpus=corpus))
 
 
-def test_demo_training_lowers_the_validation_mel_loss(tmp_path, corpus):
-    """A few dozen steps of the demo recipe lower the (log-)mel loss on the fixed validation
-    set by more than 10%."""
-    cfg = demo_config(tmp_path, "trainer.max_steps=40", "trainer.max_epochs=-1", corpus=corpus)
-    untrained = build_module(cfg)
-    before = validation_mel(untrained, cfg)
-    module, _, _ = fit(cfg)
-    after = validation_mel(module, cfg)
-    assert math.isfinite(after) and after < 0.9 * before, (before, after)
-
-
-def validation_mel(module, cfg) -> float:
-    """Mean validation mel loss over the model's bandwidths."""
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    results = trainer.validate(module, datamodule=instantiate(cfg.data), verbose=False)[0]
-    values = [v for k, v in results.items() if k.startswith("valid/mel@")]
-    return sum(values) / len(values)
+def test_demo_codec_encodes_its_input_after_its_reconstruction_steps(tmp_path, corpus):
+    """The demo's first 200 steps (its reconstruction warm-up) give a codec whose output
+    depends on its input: several level-0 codes in use, a latent that moves over time, each
+    clip's reconstruction clearly closer to its own input than to the other clips, and no
+    health warning. The collapsed demo this replaced scored 1.0, 0.02 and 1.000."""
+    cfg = demo_config(
+        tmp_path,
+        "trainer.max_steps=200",
+        "trainer.max_epochs=-1",
+        "data.batch_size=4",
+        "training.adversary_start_step=600",  # the demo's own warm-up
+        "health.every_n_steps=200",
+        corpus=corpus,
+    )
+    _, trainer, _ = fit(cfg)
+    health = next(c for c in trainer.callbacks if isinstance(c, TrainingHealth))
+    report = health.reports[-1]
+    assert report.step == 200
+    assert report.level0_perplexity > 4, report
+    assert report.encoder_temporal_variation > 0.3, report
+    assert report.own_other_ratio < 0.85, report
+    assert health.problems == [], health.problems
 
 
 def test_bf16_mixed_training_runs_with_the_quantizer_in_fp32(tmp_path, corpus):
@@ -150,3 +156,26 @@ def test_bf16_mixed_training_runs_with_the_quantizer_in_fp32(tmp_path, corpus):
     assert all(math.isfinite(v) for h in module.history for v in h.values())
     codebook = module.generator.quantizer.vq.layers[0]._codebook
     assert codebook.embed.dtype == torch.float32 and bool(codebook.inited)
+
+
+def test_a_crash_while_writing_last_ckpt_leaves_the_previous_one_intact(
+    tmp_path, corpus, monkeypatch
+):
+    from fsspec.implementations.local import LocalFileOpener
+
+    _, trainer, _ = fit(demo_config(tmp_path, "trainer.max_steps=1", corpus=corpus))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+
+    write = LocalFileOpener.write
+
+    def crash_halfway(self, data):
+        write(self, data[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(LocalFileOpener, "write", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint(last)
+    monkeypatch.undo()
+    assert last.read_bytes() == good
+    assert torch.load(last, weights_only=True)["global_step"] == 1
