@@ -35,7 +35,9 @@ def unit_norm_(model: nn.Module) -> None:
                 # Normed over all but the first axis, as weight norm does (`dim=0`).
                 weight = module.weight
                 dims = tuple(range(1, weight.dim()))
-                weight.div_(torch.linalg.vector_norm(weight, dim=dims, keepdim=True).clamp(min=1e-12))
+                weight.div_(
+                    torch.linalg.vector_norm(weight, dim=dims, keepdim=True).clamp(min=1e-12)
+                )
         elif isinstance(module, nn.LSTM):
             for name, parameter in module.named_parameters():
                 if name.startswith("bias"):
