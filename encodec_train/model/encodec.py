@@ -235,7 +235,10 @@ class EncodecModel(nn.Module):
         with exactly `n_q` codebooks when given (audiocraft's training draws n_q directly).
 
         In training mode the codebooks learn (k-means, EMA) and the commitment loss is returned;
-        gradients flow through the straight-through estimator. The codebooks' random draws
+        gradients flow through the straight-through estimator. An input no longer than one
+        chunk is one chunk (the 48 kHz model trains on 1 s segments, each one chunk: the 1%
+        overlap, and the 10 ms tail chunk `encode` would add, are for inference; paper §4.2).
+        The codebooks' random draws
         (k-means starting rows, dead-code replacements) come from `generator`, a CPU
         generator in the same state on every rank (None: torch's default generator).
         """
@@ -246,7 +249,8 @@ class EncodecModel(nn.Module):
         elif not 1 <= n_q <= self.quantizer.n_q:
             raise ValueError(f"n_q={n_q}: this model has 1 to {self.quantizer.n_q} codebooks")
         frames, audio, losses, chunk_metrics = [], [], [], []
-        for chunk in self._chunks(x):
+        whole = self.segment_length is None or x.shape[-1] <= self.segment_length
+        for chunk in [x] if whole else self._chunks(x):
             chunk, scale = self._normalize(chunk)
             result = self.quantizer(self.encoder(chunk), n_q, generator=generator)
             decoded = self.decoder(result.quantized)

@@ -236,6 +236,28 @@ def test_unchunked_model_encodes_in_one_piece():
 # -- training: metrics over chunks, random draws ------------------------------------------
 
 
+def test_a_training_segment_of_one_chunk_is_one_codebook_update(monkeypatch):
+    """Paper §4.2: 1 s chunks for the 48 kHz model. A 1 s training segment once became a
+    48,000-sample chunk plus a 480-sample tail: two codebook updates per step (one on a few
+    vectors) and the tail's metrics logged. Now: one update over the whole segment."""
+    model = chunked_tiny().train()
+    seen = []
+    quantize = model.quantizer.forward
+
+    def recording(latent, n_q, generator=None):
+        seen.append(latent.shape[-1])
+        return quantize(latent, n_q, generator=generator)
+
+    monkeypatch.setattr(model.quantizer, "forward", recording)
+    segment = 0.1 * torch.randn(2, 2, model.segment_length)
+    out = model(segment, 3.0)
+    assert seen == [-(-model.segment_length // 320)]  # one chunk: ceil(2400 / 320) frames
+    assert out.audio.shape == segment.shape and len(out.frames) == 1
+    # Inference still follows the official chunking (codes identical to the reference).
+    with torch.inference_mode():
+        assert len(model.encode(segment, 3.0)) == 2
+
+
 def test_metrics_of_several_chunks_are_averaged(monkeypatch):
     """Each chunk is one codebook update; the step's metrics are the means over the chunks,
     not the last chunk's values."""
