@@ -14,14 +14,14 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 
+from encodec_train import CONFIG_DIR
 from encodec_train.training.builder import build_module
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = CONFIG_DIR
 
 
 def one_step(module, opt_g, opt_d, real: torch.Tensor, timings: dict[str, list[float]]) -> None:

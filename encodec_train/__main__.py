@@ -65,7 +65,7 @@ def sweep_point_run_dir(cfg: DictConfig) -> None:
         OmegaConf.update(cfg, "run_dir", hydra_cfg.runtime.output_dir)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     sweep_point_run_dir(cfg)
     module, trainer, datamodule = fit(cfg)

@@ -13,14 +13,14 @@ and accuracy, and the mel distance at every bandwidth. Used to find why a codec 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from encodec_train import CONFIG_DIR
 from encodec_train.training.builder import fit
 from encodec_train.training.callbacks import TrainingHealth
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = CONFIG_DIR
 
 
 def health_table(callback: TrainingHealth) -> str:

@@ -49,7 +49,7 @@ def encodec_tiny(**overrides: Any) -> EncodecModel:
     step. 32 codes are 5 bits, 0.375 kbps per codebook at 75 frames/s, so 1.5/3/6 kbps are
     exactly 4/8/16 codebooks (64 codes would make them 3.33/6.67/13.33). Unit-norm
     initialisation (`encodec_train.model.init`) keeps it from collapsing to one code.
-    Same as `conf/model/tiny.yaml`.
+    Same as `encodec_train/conf/model/tiny.yaml`.
     """
     config: dict[str, Any] = dict(
         sample_rate=24_000,

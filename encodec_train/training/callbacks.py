@@ -18,13 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def probe_audio(trainer: L.Trainer, batch: dict[str, torch.Tensor], max_items: int) -> torch.Tensor:
-    """A fixed batch to follow all run long: the first validation batch when the run has
-    validation data, else `batch` (the current training batch). On the CPU, detached."""
+    """Clips to follow all run long: the first `max_items` of the validation set when the run
+    has validation data, else of `batch` (the current training batch). On the CPU, detached."""
     datamodule = trainer.datamodule
     loader = datamodule.val_dataloader() if datamodule is not None else None
-    first = next(iter(loader), None) if loader is not None else None
-    chosen = first if first is not None else batch
-    return chosen["audio"][:max_items].detach().cpu()
+    clips = []
+    for validation_batch in [] if loader is None else loader:
+        clips += list(validation_batch["audio"])
+        if len(clips) >= max_items:
+            break
+    chosen = torch.stack(clips) if clips else batch["audio"]
+    return chosen[:max_items].detach().cpu()
 
 
 class PeriodicProbe(L.Callback):

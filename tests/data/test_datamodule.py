@@ -13,9 +13,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 from test_dataset import assert_same, take, write_corpus
 
+from encodec_train import CONFIG_DIR
 from encodec_train.data.datamodule import AudioDataModule
 
-CONF = Path(__file__).parents[2] / "conf" / "data"
+CONF = CONFIG_DIR / "data"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_demo_config_builds_and_streams(manifests):
     assert data.strategies[3].exclude_domains == ["music"] and data.seed == 3
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
-    assert batch["audio"].shape == (4, 1, 24000)
+    assert batch["audio"].shape == (4, 1, 12000)  # 4 half-second segments at 24 kHz
 
 
 @pytest.mark.parametrize("name", ["mixture_24khz", "mixture_48khz"])

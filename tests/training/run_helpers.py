@@ -6,7 +6,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from encodec_train import CONFIG_DIR
+
+CONF_DIR = CONFIG_DIR
 
 
 def fast_overrides(run_dir: Path, corpus: Path) -> list[str]:
