@@ -1,11 +1,12 @@
-"""Seconds per training step of the paper's 24 kHz model, and where they go.
+"""Seconds per training step of a recipe, timed on the real `CodecGANModule.training_step`.
 
-Times one full GAN step of `CodecGANModule` (batch × 1 s, discriminator updated every step)
-split into: generator forward, reconstruction + adversarial losses, balancer (gradients
-w.r.t. the output), discriminator update, generator backward + Adam. Prints the median of
-`--repeats` steps after `--warmup` steps. Usage:
+Runs Lightning's loop on random audio and times each batch from `on_train_batch_start` to
+`on_train_batch_end` (median over `--repeats` steps after `--warmup`). Three runs split the
+step: reconstruction only (no adversarial losses, no discriminator update), + the
+adversarial and feature-matching losses, + the discriminator update on every step (the full
+GAN step). Usage:
 
-    python benchmarks/training_step.py [--recipe 24khz] [--batch 4] [--repeats 10]
+    python benchmarks/training_step.py [--recipe 24khz] [--batch 4] [--seconds 1] [--repeats 10]
 """
 
 from __future__ import annotations
@@ -13,76 +14,105 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import defaultdict
 
+import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader, Dataset
 
 from encodec_train import CONFIG_DIR
 from encodec_train.training.builder import build_module
+from encodec_train.training.quiet import silence_unactionable_messages
 
-CONF_DIR = CONFIG_DIR
+VARIANTS = {
+    "reconstruction only": [
+        "training.adversary_start_step=1000000",
+        "training.discriminator_update_prob=0",
+    ],
+    "+ adversarial losses": [
+        "training.adversary_start_step=0",
+        "training.discriminator_update_prob=0",
+    ],
+    "+ discriminator update (full step)": [
+        "training.adversary_start_step=0",
+        "training.discriminator_update_prob=1",
+    ],
+}
 
 
-def one_step(module, opt_g, opt_d, real: torch.Tensor, timings: dict[str, list[float]]) -> None:
-    """`CodecGANModule.training_step` without Lightning, cut into timed phases."""
-    marks = [("start", time.perf_counter())]
+class RandomAudio(Dataset):
+    """`length` fixed batches' worth of seeded noise at -20 dBFS, with an all-ones mask."""
 
-    def mark(name: str) -> None:
-        marks.append((name, time.perf_counter()))
+    def __init__(self, channels: int, samples: int, length: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.audio = 0.1 * torch.randn(length, channels, samples, generator=generator)
 
-    setting, _ = module.draw_step_plan()
-    output = module.generator(real, **setting)
-    fake = output.audio
-    mark("generator forward")
-    d_loss = module.adversarial.discriminator_loss(fake, real)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-    mark("discriminator update")
-    losses = module.generator_losses(fake, real)
-    mark("losses")
-    balanced = module.balancer.combine(losses, fake)
-    mark("balancer")
-    opt_g.zero_grad(set_to_none=True)
-    (balanced + output.commitment_loss).backward()
-    opt_g.step()
-    mark("generator backward + step")
-    for (_, before), (name, after) in zip(marks, marks[1:], strict=False):
-        timings[name].append(after - before)
-    timings["total"].append(marks[-1][1] - marks[0][1])
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"audio": self.audio[index], "mask": torch.ones_like(self.audio[index])}
+
+
+class StepTimer(L.Callback):
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def time_steps(recipe: str, overrides: list[str], args: argparse.Namespace) -> list[float]:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=[*([f"+recipe={recipe}"] if recipe != "demo" else []), *overrides]
+        )
+    module = build_module(cfg)
+    steps = args.warmup + args.repeats
+    samples = int(args.seconds * module.generator.sample_rate)
+    data = RandomAudio(module.generator.channels, samples, steps * args.batch)
+    timer = StepTimer()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=args.batch))
+    return timer.seconds[args.warmup :]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="24khz")
+    parser.add_argument("--recipe", default="24khz", help="24khz, 48khz or demo")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+recipe={args.recipe}"])
-    module = build_module(cfg).train()
-    opt_g, opt_d = module.configure_optimizers()
-    model = module.generator
-    generator = torch.Generator().manual_seed(0)
-    real = 0.1 * torch.randn(args.batch, model.channels, model.sample_rate, generator=generator)
-    timings: dict[str, list[float]] = defaultdict(list)
-    for step in range(args.warmup + args.repeats):
-        if step == args.warmup:
-            timings.clear()
-        one_step(module, opt_g, opt_d, real, timings)
-    total = statistics.median(timings["total"])
+    silence_unactionable_messages()
+    medians = {
+        name: statistics.median(time_steps(args.recipe, overrides, args))
+        for name, overrides in VARIANTS.items()
+    }
+    full = medians["+ discriminator update (full step)"]
     print(
-        f"recipe {args.recipe}: batch {args.batch} x 1 s, {args.threads} threads, "
-        f"median of {args.repeats} steps after {args.warmup} warm-up"
+        f"recipe {args.recipe}: batch {args.batch} x {args.seconds:g} s, {args.threads} threads, "
+        f"median of {args.repeats} real training steps after {args.warmup} warm-up"
     )
-    print(f"{'phase':28s} {'seconds':>9s} {'share':>7s}")
-    for name, values in timings.items():
-        seconds = statistics.median(values)
-        print(f"{name:28s} {seconds:9.3f} {seconds / total:7.1%}")
+    print(f"{'step':38s} {'s/step':>8s} {'of full':>8s}")
+    for name, seconds in medians.items():
+        print(f"{name:38s} {seconds:8.3f} {seconds / full:8.1%}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ gradient norms (EnCodec, Eq. 5; audiocraft's `Balancer`).
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
+
+from encodec_train.model.distributed import all_reduce_mean_
 
 
 class Balancer(nn.Module):
@@ -112,9 +113,7 @@ class Balancer(nn.Module):
         norms[present.to(norms.device)] = torch.stack(
             [self._gradient_norm(grad) for grad in grads.values()]
         )
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(norms)
-            norms /= dist.get_world_size()
+        all_reduce_mean_(norms)
         present = present.to(norms)
         decay = 1 - present * (1 - self.ema_decay)  # absent losses keep their state
         self.norm_sums.mul_(decay).add_(norms)

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
@@ -21,6 +19,7 @@ from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, t
 from encodec_train.model import EncodecModel
 from encodec_train.training.ema import WeightEMA
 from encodec_train.training.metrics import MetricAccumulator
+from encodec_train.training.rng import capture_rng_states, restore_rng_states
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 BANDWIDTH_SAMPLING = ("target_bandwidths", "codebooks")
@@ -302,33 +301,3 @@ def gradient_norm(module: nn.Module) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     return torch.nn.utils.get_total_norm(grads)
-
-
-def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:
-    """States of every random stream a step may touch (k-means and dead-code sampling use
-    torch's global generator)."""
-    states: dict[str, Any] = {
-        "module": module_rng.get_state(),
-        "torch": torch.get_rng_state(),
-        # As a tensor and plain numbers, so the checkpoint loads with `weights_only=True`.
-        "numpy": _numpy_state_to_tensors(np.random.get_state()),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
-
-
-def _numpy_state_to_tensors(state: tuple) -> tuple:
-    kind, keys, position, has_gauss, cached = state
-    return kind, torch.from_numpy(keys.copy()), int(position), int(has_gauss), float(cached)
-
-
-def restore_rng_states(states: dict[str, Any], module_rng: torch.Generator) -> None:
-    module_rng.set_state(states["module"])
-    torch.set_rng_state(states["torch"])
-    kind, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy(), position, has_gauss, cached))
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])

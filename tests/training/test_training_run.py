@@ -17,9 +17,26 @@ def _losses_per_step(module) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k.startswith("train/loss_")} for h in module.history]
 
 
-def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus):
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ("trainer.limit_train_batches=40",),  # stop mid-epoch
+        # Stop exactly at an epoch's end, right after its validation: data loaders and
+        # validation then draw from torch's global generator before the next step, which
+        # once shifted the codebooks' k-means and dead-code draws.
+        ("trainer.limit_train_batches=3",),
+        ("trainer.limit_train_batches=4", "trainer.val_check_interval=2"),  # mid-epoch validation
+    ],
+    ids=["mid-epoch", "epoch-boundary", "mid-epoch-validation"],
+)
+def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus, schedule):
     steps, stop = 6, 3
-    common = ("checkpoint_every_n_steps=1", f"trainer.max_steps={steps}", "trainer.max_epochs=-1")
+    common = (
+        "checkpoint_every_n_steps=1",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        *schedule,
+    )
     full, _, _ = fit(demo_config(tmp_path / "full", *common, corpus=corpus))
 
     first, trainer, _ = fit(

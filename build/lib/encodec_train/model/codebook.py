@@ -1,0 +1,203 @@
+"""One Euclidean codebook trained by k-means initialisation and EMA updates (paper §3.2).
+
+Buffer names (`inited`, `cluster_size`, `embed`, `embed_avg`) match the official checkpoints.
+Two defects of the official implementation are fixed here:
+
+- a dead code is replaced AFTER the EMA update and its EMA statistics are reset to the new
+  vector, so it survives into the next step (officially the update overwrote it at once);
+- statistics are summed over distributed ranks before the update and k-means runs on the
+  samples of all ranks, so every rank holds the same codebook without a per-step broadcast.
+
+Random draws (k-means starting rows, replacement vectors) come from a generator the caller
+passes (None: torch's default generator), so a training module can own and checkpoint it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encodec_train.model.distributed import (
+    all_gather_rows,
+    all_reduce_sum_,
+    broadcast_,
+    is_main_rank,
+)
+
+
+def nearest_code(x: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of `x` ([n, dim], [codes, dim] → [n]).
+
+    The distance is written as the official code writes it, so ties break identically.
+    """
+    dist = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed.t() + embed.pow(2).sum(1)[None])
+    return dist.max(dim=-1).indices
+
+
+def sample_rows(
+    samples: torch.Tensor, num: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """`num` random rows of `samples` ([n, dim]), without replacement when there are enough.
+
+    The indices are drawn on the CPU from `generator` (a CPU generator; None: torch's default
+    one), then moved to the samples' device.
+    """
+    n = samples.shape[0]
+    if n >= num:
+        index = torch.randperm(n, generator=generator)[:num]
+    else:
+        index = torch.randint(0, n, (num,), generator=generator)
+    return samples[index.to(samples.device)]
+
+
+def kmeans(
+    samples: torch.Tensor,
+    num_clusters: int,
+    num_iters: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means from random samples (drawn from `generator`, see `sample_rows`);
+    returns (centroids [k, dim], cluster sizes [k]).
+
+    A cluster that ends up empty keeps its previous centroid.
+    """
+    means = sample_rows(samples, num_clusters, generator)
+    bins = torch.zeros(num_clusters, device=samples.device)
+    for _ in range(num_iters):
+        buckets = nearest_code(samples, means)
+        bins = torch.bincount(buckets, minlength=num_clusters).to(samples.dtype)
+        sums = torch.zeros_like(means).index_add_(0, buckets, samples)
+        empty = bins == 0
+        means = torch.where(empty[:, None], means, sums / bins.clamp(min=1)[:, None])
+    return means, bins
+
+
+def derived_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A CPU generator seeded with one draw from `generator` (None: torch's default).
+
+    The codebook calls this on every rank before rank 0 alone samples rows and broadcasts
+    them: each rank takes exactly one draw whatever its batch size, so a generator in the same
+    state on all ranks (a training module's, checkpointed) stays in the same state.
+    """
+    seed = int(torch.randint(2**62, (), generator=generator))
+    return torch.Generator().manual_seed(seed)
+
+
+class CodebookUpdate(NamedTuple):
+    """What one training step did to a codebook.
+
+    Attributes:
+        counts: code counts of the batch, summed over ranks, [codebook_size].
+        replaced: number of dead codes replaced, a float scalar on the codebook's device.
+    """
+
+    counts: torch.Tensor
+    replaced: torch.Tensor
+
+
+class EuclideanCodebook(nn.Module):
+    """Codebook of `codebook_size` vectors of size `dim`, learnt without gradients.
+
+    Args:
+        dim: vector size.
+        codebook_size: number of codes.
+        kmeans_init: start from k-means on the first training batch (else random vectors).
+        kmeans_iters: k-means iterations.
+        decay: EMA decay of the cluster sizes and sums.
+        epsilon: Laplace smoothing of the cluster sizes.
+        dead_code_threshold: codes whose EMA cluster size falls below it are replaced by
+            random vectors of the current batch (0 disables replacement).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 50,
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
+        dead_code_threshold: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.kmeans_iters = kmeans_iters
+        self.decay = decay
+        self.epsilon = epsilon
+        self.dead_code_threshold = dead_code_threshold
+        embed = torch.zeros(codebook_size, dim)
+        if not kmeans_init:
+            nn.init.kaiming_uniform_(embed)
+        self.register_buffer("inited", torch.tensor([float(not kmeans_init)]))
+        self.register_buffer("cluster_size", torch.zeros(codebook_size))
+        self.register_buffer("embed", embed)
+        self.register_buffer("embed_avg", embed.clone())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., dim] → codes [...]"""
+        return nearest_code(x.reshape(-1, x.shape[-1]), self.embed).view(x.shape[:-1])
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [...] → vectors [..., dim]"""
+        return F.embedding(codes, self.embed)
+
+    @torch.no_grad()
+    def update(
+        self, x: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None = None
+    ) -> CodebookUpdate:
+        """One training step of the codebook on vectors `x` [n, dim] assigned to `codes` [n]:
+        EMA update, then replacement of the dead codes by rows of `x` drawn from `generator`
+        (one draw from it on every rank when a code is dead, see `derived_generator`).
+        """
+        counts = torch.bincount(codes, minlength=self.codebook_size).to(x.dtype)
+        sums = torch.zeros_like(self.embed).index_add_(0, codes, x)
+        all_reduce_sum_(counts, sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (
+            (self.cluster_size + self.epsilon) / (total + self.codebook_size * self.epsilon) * total
+        )
+        self.embed.copy_(self.embed_avg / smoothed[:, None])
+        replaced = self._replace_dead_codes(x, generator)
+        return CodebookUpdate(counts, replaced)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """k-means on the samples of every rank, computed on rank 0 and broadcast; its
+        starting rows come from `derived_generator(generator)`."""
+        samples = all_gather_rows(x)
+        rows = derived_generator(generator)
+        if is_main_rank():
+            embed, sizes = kmeans(samples, self.codebook_size, self.kmeans_iters, rows)
+            self.embed.copy_(embed)
+            self.cluster_size.copy_(sizes)
+        broadcast_(self.embed, self.cluster_size)
+        self.embed_avg.copy_(self.embed * self.cluster_size[:, None])
+        self.inited.fill_(1.0)
+
+    def _replace_dead_codes(
+        self, x: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Replace the codes whose EMA count fell below the threshold; returns how many."""
+        if self.dead_code_threshold <= 0:
+            return x.new_zeros(())
+        # cluster_size is identical on every rank, so all ranks agree on which codes are dead.
+        dead = self.cluster_size < self.dead_code_threshold
+        replaced = dead.sum().to(x.dtype)
+        if not bool(dead.any()):
+            return replaced
+        rows = derived_generator(generator)
+        if is_main_rank():
+            fresh = sample_rows(x, self.codebook_size, rows)
+            self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
+        broadcast_(self.embed)
+        # Reset the statistics so the next EMA step keeps the new vector instead of erasing it.
+        self.cluster_size.masked_fill_(dead, self.dead_code_threshold)
+        self.embed_avg.copy_(
+            torch.where(dead[:, None], self.embed * self.dead_code_threshold, self.embed_avg)
+        )
+        return replaced

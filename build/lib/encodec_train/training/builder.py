@@ -1,0 +1,126 @@
+"""Builds the LightningModule, data module and Trainer from a composed Hydra config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from encodec_train.convert import load_pretrained
+from encodec_train.model.checkpoint import load_weights
+from encodec_train.training.callbacks import (
+    AudioExamples,
+    SaveLastOnTrainEnd,
+    StopOnSignal,
+    TrainingProgressBar,
+)
+from encodec_train.training.codec_module import CodecGANModule
+from encodec_train.training.config_checks import check_config, check_manifests
+from encodec_train.training.quiet import silence_unactionable_messages
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(cfg: DictConfig) -> None:
+    """Check the config, synthesise the demo corpus when asked, then check the manifests."""
+    check_config(cfg)
+    if cfg.demo_corpus:
+        from encodec_train.data.synth import ensure_demo_corpus
+
+        ensure_demo_corpus(Path(cfg.demo_corpus), sample_rate=cfg.model.sample_rate, seed=cfg.seed)
+    check_manifests(cfg.data)
+
+
+def build_module(cfg: DictConfig) -> CodecGANModule:
+    """The GAN module from the model, discriminator, loss and optim groups (+ `init_from`)."""
+    module = CodecGANModule(
+        generator=instantiate(cfg.model, _convert_="all"),
+        discriminator=instantiate(cfg.discriminator, _convert_="all"),
+        balancer=instantiate(cfg.loss.balancer, _convert_="all"),
+        mel_loss=instantiate(cfg.loss.mel, _convert_="all"),
+        generator_optimizer=instantiate(cfg.optim.generator, _convert_="all"),
+        discriminator_optimizer=instantiate(cfg.optim.discriminator, _convert_="all"),
+        generator_loss=cfg.loss.generator_loss,
+        feature_matching=cfg.loss.feature_matching,
+        seed=cfg.seed,
+        **cfg.training,
+    )
+    if cfg.init_from:
+        initialize_from(module, cfg.init_from)
+    return module
+
+
+def initialize_from(module: CodecGANModule, path: str | Path) -> None:
+    """Load generator (and discriminator, when present) weights for fine-tuning; optimizer
+    state and step start afresh."""
+    weights = load_pretrained(path, module.generator)
+    load_weights(module.generator, weights.generator, f"init_from={path}")
+    if weights.discriminator is not None:
+        load_weights(
+            module.adversarial.discriminator,
+            weights.discriminator,
+            f"init_from={path} (discriminator)",
+        )
+    if module.ema is not None:
+        module.ema.module.load_state_dict(module.generator.state_dict())
+    log.info("initialised from %s", path)
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """Trainer with the run directory's checkpointing, examples and logger."""
+    run_dir = Path(cfg.run_dir)
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            every_n_train_steps=cfg.checkpoint_every_n_steps,
+            save_last=True,
+            save_top_k=0,
+            # One last.ckpt, overwritten in place (atomically: Lightning writes it through an
+            # fsspec transaction), never last-v1.ckpt beside it.
+            enable_version_counter=False,
+        ),
+        SaveLastOnTrainEnd(run_dir / "checkpoints" / "last.ckpt"),
+        StopOnSignal(),
+    ]
+    if cfg.audio_examples_every_n_steps:
+        callbacks.append(AudioExamples(cfg.audio_examples_every_n_steps, run_dir / "examples"))
+    if cfg.health.every_n_steps:
+        callbacks.append(instantiate(cfg.health))
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(TrainingProgressBar())
+    return L.Trainer(
+        **cfg.trainer,
+        logger=instantiate(cfg.logger),
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        log_every_n_steps=cfg.training.log_every_n_steps,
+    )
+
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from: `resume=auto` picks the run's own `last.ckpt`."""
+    if cfg.resume in (None, ""):
+        return None
+    if cfg.resume == "auto":
+        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(cfg.resume).exists():
+        raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
+    return str(cfg.resume)
+
+
+def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModule]:
+    """Everything `python -m encodec_train` does before the summary: check, build, train."""
+    silence_unactionable_messages()
+    prepare_data(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    trainer = build_trainer(cfg)
+    # Our checkpoints hold only tensors and plain data.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg), weights_only=True)
+    return module, trainer, datamodule

@@ -1,0 +1,334 @@
+"""The EnCodec GAN as a LightningModule (paper §3.4): one step trains the discriminator
+(with some probability) on (fake, real), then the generator on the balanced sum of its losses.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from torch import nn
+
+from encodec_train.evaluation.metrics import si_snr
+from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
+from encodec_train.model import EncodecModel
+from encodec_train.training.ema import WeightEMA
+from encodec_train.training.metrics import MetricAccumulator
+
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+BANDWIDTH_SAMPLING = ("target_bandwidths", "codebooks")
+
+
+class CodecGANModule(L.LightningModule):
+    """Trains an `EncodecModel` against a discriminator.
+
+    Args:
+        generator: the codec.
+        discriminator: maps audio to (logits, feature maps) per scale.
+        balancer: weighs the time, mel, adversarial and feature-matching losses.
+        mel_loss: the multi-scale mel loss.
+        generator_optimizer, discriminator_optimizer: factories `params -> Optimizer`
+            (Hydra `_partial_: true`).
+        generator_loss: "hinge" (paper) or "negative_mean" (audiocraft).
+        feature_matching: "relative" (paper) or "l1" (audiocraft).
+        discriminator_update_prob: chance that a step also trains the discriminator.
+        bandwidth_sampling: "target_bandwidths" (paper: one of the model's bandwidths, uniform)
+            or "codebooks" (audiocraft: a number of codebooks uniform in 1..n_q).
+        seed: seeds the bandwidth and discriminator draws, identical on every rank.
+        generator_grad_clip, discriminator_grad_clip: max gradient norm (None: no clipping).
+        ema_decay: keep an EMA of the generator weights for validation and export (None: off).
+        log_every_n_steps: how often the running means of the metrics are logged.
+        adversary_start_step: generator updates made before the adversarial and feature
+            matching losses join the generator's objective; until then the balancer weighs
+            the time and mel losses alone, while the discriminator trains as usual, so that
+            it is past chance when its gradients start to count (0: from the first step, as
+            the paper).
+    """
+
+    def __init__(
+        self,
+        generator: EncodecModel,
+        discriminator: nn.Module,
+        balancer: Balancer,
+        mel_loss: MultiScaleMelLoss,
+        generator_optimizer: OptimizerFactory,
+        discriminator_optimizer: OptimizerFactory,
+        generator_loss: str = "hinge",
+        feature_matching: str = "relative",
+        discriminator_update_prob: float = 2 / 3,
+        bandwidth_sampling: str = "target_bandwidths",
+        seed: int = 0,
+        generator_grad_clip: float | None = None,
+        discriminator_grad_clip: float | None = None,
+        ema_decay: float | None = None,
+        log_every_n_steps: int = 50,
+        adversary_start_step: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= discriminator_update_prob <= 1.0:
+            raise ValueError(
+                f"discriminator_update_prob={discriminator_update_prob} must lie in [0, 1]"
+            )
+        if bandwidth_sampling not in BANDWIDTH_SAMPLING:
+            raise ValueError(
+                f"bandwidth_sampling={bandwidth_sampling!r}: choose one of {BANDWIDTH_SAMPLING}"
+            )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.adversarial = AdversarialLoss(discriminator, generator_loss, feature_matching)
+        self.balancer = balancer
+        self.mel_loss = mel_loss
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.discriminator_update_prob = discriminator_update_prob
+        self.bandwidth_sampling = bandwidth_sampling
+        self.generator_grad_clip = generator_grad_clip
+        self.discriminator_grad_clip = discriminator_grad_clip
+        self.log_every_n_steps = log_every_n_steps
+        if adversary_start_step < 0:
+            raise ValueError(f"adversary_start_step={adversary_start_step} must be ≥ 0")
+        self.adversary_start_step = adversary_start_step
+        # A CPU generator: the draws never sync a GPU, and every rank draws the same values.
+        self.rng = torch.Generator().manual_seed(seed)
+        self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
+        self.train_metrics = MetricAccumulator()
+        self.history: list[dict[str, float]] = []
+        # The step this process started training from (None: it trained no step).
+        self.start_step: int | None = None
+        self._last_log_time: float | None = None
+        self._pending_rng_states: dict[str, Any] | None = None
+
+    # -- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            self.generator_optimizer(self.generator.parameters()),
+            self.discriminator_optimizer(self.adversarial.discriminator.parameters()),
+        ]
+
+    def draw_step_plan(self) -> tuple[dict[str, Any], bool]:
+        """This step's quantizer setting ({"bandwidth": kbps} or {"n_q": k}) and whether the
+        discriminator trains, both from the module's seeded generator."""
+        model = self.generator
+        if self.bandwidth_sampling == "codebooks":
+            setting = {
+                "n_q": int(torch.randint(1, model.quantizer.n_q + 1, (1,), generator=self.rng))
+            }
+        else:
+            index = int(torch.randint(len(model.target_bandwidths), (1,), generator=self.rng))
+            setting = {"bandwidth": model.target_bandwidths[index]}
+        update_discriminator = (
+            float(torch.rand((), generator=self.rng)) < self.discriminator_update_prob
+        )
+        return setting, update_discriminator
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        real, mask = batch["audio"], batch["mask"]
+        generator_opt, discriminator_opt = self.optimizers()
+        setting, update_discriminator = self.draw_step_plan()
+        adversary_on = self.global_step >= self.adversary_start_step
+
+        # k-means and dead-code replacement draw from the module's generator too.
+        output = self.generator(real, **setting, generator=self.rng)
+        # Padding past the end of short files is neither learnt nor judged.
+        fake = output.audio * mask
+
+        metrics: dict[str, torch.Tensor] = {}
+        if update_discriminator:
+            # Through Lightning (precision, strategy, hooks), but `global_step` keeps counting
+            # generator updates, one per batch: `max_steps` and checkpoints count updates.
+            uncounted_step(discriminator_opt)
+            metrics["discriminator_loss"] = self.adversarial.train_adversary(
+                fake,
+                real,
+                discriminator_opt,
+                backward=partial(
+                    self._backward,
+                    optimizer=discriminator_opt,
+                    max_norm=self.discriminator_grad_clip,
+                ),
+            )
+            self.train_metrics.add(self.adversarial.metrics, "discriminator/")
+            self.train_metrics.add(
+                {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
+            )
+
+        losses = self.generator_losses(fake, real, adversarial=adversary_on)
+        balanced = self.balancer.combine(losses, fake)
+        generator_opt.zero_grad(set_to_none=True)
+        self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
+        metrics["grad_norm_encoder"] = gradient_norm(self.generator.encoder)
+        metrics["grad_norm_decoder"] = gradient_norm(self.generator.decoder)
+        generator_opt.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
+
+        metrics.update({f"loss_{name}": value for name, value in losses.items()})
+        metrics["loss_commitment"] = output.commitment_loss
+        metrics["discriminator_updated"] = torch.tensor(float(update_discriminator))
+        self.train_metrics.add(metrics, "train/")
+        self.train_metrics.add(self.balancer.metrics, "balancer/")
+        self.train_metrics.add(output.metrics, "quantizer/")
+        if self.global_step % self.log_every_n_steps == 0:
+            self._log_running_means(batch_size=real.shape[0])
+
+    def generator_losses(
+        self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The balanced losses of the generator (paper eq. 4, without the commitment term);
+        without `adversarial`, the reconstruction losses alone.
+
+        The target's mel spectrograms are computed once here and shared by the mel loss.
+        """
+        target_spectrograms = self.mel_loss.spectrograms(real)
+        losses = {
+            "time": time_l1(fake, real),
+            "mel": self.mel_loss(fake, target_spectrograms),
+        }
+        if adversarial:
+            losses["adversarial"], losses["feature_matching"] = self.adversarial.generator_losses(
+                fake, real
+            )
+        return losses
+
+    def _backward(self, loss: torch.Tensor, optimizer, max_norm: float | None) -> None:
+        """Backward through Lightning, then clip the gradients of `optimizer`'s parameters."""
+        self.manual_backward(loss)
+        if max_norm is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
+            )
+
+    def _log_running_means(self, batch_size: int) -> None:
+        """Log the means of the metrics since the last call, with throughput."""
+        means = self.train_metrics.means()
+        now = time.perf_counter()
+        if self._last_log_time is not None:
+            seconds_per_step = (now - self._last_log_time) / self.log_every_n_steps
+            means["perf/seconds_per_step"] = torch.tensor(seconds_per_step)
+            means["perf/segments_per_second"] = torch.tensor(
+                batch_size * self.trainer.world_size / seconds_per_step
+            )
+        self._last_log_time = now
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "skipped_files"):
+            means["data/skipped_files"] = torch.tensor(float(datamodule.skipped_files))
+        # The one host-device sync of these metrics, every `log_every_n_steps` steps.
+        values = {key: float(value) for key, value in means.items()}
+        # Straight to the loggers, at the step the means end on (Lightning's own step counter
+        # for manual optimisation lags by one).
+        for logger in self.loggers:
+            logger.log_metrics(values, step=self.global_step)
+        self.history.append(values)
+
+    # -- validation -----------------------------------------------------------------------
+
+    def evaluation_generator(self) -> EncodecModel:
+        """The EMA weights when kept, else the trained generator."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        real, mask = batch["audio"], batch["mask"]
+        generator = self.evaluation_generator()
+        target_spectrograms = self.mel_loss.spectrograms(real)
+        for bandwidth in generator.target_bandwidths:
+            fake = generator(real, bandwidth).audio * mask
+            values = {
+                "mel": self.mel_loss(fake, target_spectrograms),
+                "time": time_l1(fake, real),
+                "si_snr": si_snr(fake, real).mean(),
+            }
+            for name, value in values.items():
+                self.log(
+                    f"valid/{name}@{bandwidth:g}kbps",
+                    value,
+                    batch_size=real.shape[0],
+                    sync_dist=True,
+                )
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything beyond the networks and optimizers that an exact resume needs, and the
+        model config so `EncodecModel.from_checkpoint` needs no config files."""
+        checkpoint["model_config"] = self.generator.config
+        checkpoint["rng_states"] = capture_rng_states(self.rng)
+        if self.ema is not None:
+            checkpoint["generator_ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied at the first batch: creating the DataLoader iterator after the restore draws
+        # from torch's global generator, which the interrupted run had not done at this step.
+        self._pending_rng_states = checkpoint["rng_states"]
+        if self.ema is not None and "generator_ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["generator_ema"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng_states is not None:
+            restore_rng_states(self._pending_rng_states, self.rng)
+            self._pending_rng_states = None
+
+    def on_train_start(self) -> None:
+        self.start_step = self.global_step
+
+    def on_fit_start(self) -> None:
+        if self.ema is not None:
+            self.ema.to(self.device)
+
+
+def uncounted_step(optimizer: LightningOptimizer) -> None:
+    """Let `optimizer`'s next step bypass Lightning's step counter (this batch only).
+
+    In manual optimisation every LightningOptimizer step advances `global_step`; the loop
+    re-installs its counting hooks at each batch, so this lasts for the current one.
+    """
+    optimizer._on_before_step = optimizer._on_after_step = _do_nothing
+
+
+def _do_nothing() -> None:
+    pass
+
+
+def gradient_norm(module: nn.Module) -> torch.Tensor:
+    """L2 norm of all the gradients of `module`'s parameters (a device tensor, no sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
+
+
+def capture_rng_states(module_rng: torch.Generator) -> dict[str, Any]:
+    """States of every random stream a step may touch (k-means and dead-code sampling use
+    torch's global generator)."""
+    states: dict[str, Any] = {
+        "module": module_rng.get_state(),
+        "torch": torch.get_rng_state(),
+        # As a tensor and plain numbers, so the checkpoint loads with `weights_only=True`.
+        "numpy": _numpy_state_to_tensors(np.random.get_state()),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _numpy_state_to_tensors(state: tuple) -> tuple:
+    kind, keys, position, has_gauss, cached = state
+    return kind, torch.from_numpy(keys.copy()), int(position), int(has_gauss), float(cached)
+
+
+def restore_rng_states(states: dict[str, Any], module_rng: torch.Generator) -> None:
+    module_rng.set_state(states["module"])
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), position, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
