@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.builder import fit
 from encodec_train.training.callbacks import StopOnSignal, TrainingHealth
+from encodec_train.training.run_record import remove_if_empty
 
 log = logging.getLogger("encodec_train")
 
@@ -59,7 +60,7 @@ def summarize(
 def sweep_point_run_dir(cfg: DictConfig) -> None:
     """In a multirun, each sweep point trains in Hydra's folder for it,
     `${run_dir}/multirun/<job number>` (deterministic, so a requeued point finds its
-    checkpoints; its `.hydra/overrides.yaml` says which point it is)."""
+    checkpoints; its `starts/<n>/overrides.yaml` says which point it is)."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         OmegaConf.update(cfg, "run_dir", hydra_cfg.runtime.output_dir)
@@ -68,7 +69,11 @@ def sweep_point_run_dir(cfg: DictConfig) -> None:
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     sweep_point_run_dir(cfg)
-    module, trainer, datamodule = fit(cfg)
+    try:
+        module, trainer, datamodule = fit(cfg)
+    except BaseException:
+        remove_if_empty(cfg.run_dir)  # a start that failed its checks leaves nothing behind
+        raise
     stopper = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
     if stopper.received:
         if trainer.is_global_zero:

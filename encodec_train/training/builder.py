@@ -21,6 +21,7 @@ from encodec_train.training.callbacks import (
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 from encodec_train.training.quiet import silence_unactionable_messages
+from encodec_train.training.run_record import record_start
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModu
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
     trainer = build_trainer(cfg)
+    if trainer.is_global_zero:
+        record_start(cfg)
     # Our checkpoints hold only tensors and plain data.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg), weights_only=True)
     return module, trainer, datamodule

@@ -13,7 +13,9 @@ from run_helpers import fast_overrides
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_cli(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedProcess:
+def run_cli(
+    tmp_path: Path, corpus: Path, *args: str, expect_success: bool = True
+) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
@@ -25,22 +27,36 @@ def run_cli(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedPro
         "trainer.max_epochs=-1",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.returncode == 0) == expect_success, result.stderr[-3000:]
     return result
 
 
 def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
     result = run_cli(tmp_path, corpus, "trainer.max_steps=2")
     assert "=== encodec-train summary ===" in result.stdout
+    # Fewer steps than log_every_n_steps: still a fresh run, not "already complete".
+    assert "trained steps 0 -> 2 (from scratch)" in result.stdout
     assert f"checkpoint: {tmp_path / 'runs' / 'checkpoints' / 'last.ckpt'}" in result.stdout
     assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").exists()
+    first = (tmp_path / "runs" / "starts" / "0" / "overrides.yaml").read_text()
+    assert "trainer.max_steps=2" in first
+
+    # A start that fails its checks keeps its hands off the run's record...
+    run_cli(tmp_path, corpus, "init_from=nothere.th", expect_success=False)
+    assert (tmp_path / "runs" / "starts" / "0" / "overrides.yaml").read_text() == first
+    assert sorted(p.name for p in (tmp_path / "runs" / "starts").iterdir()) == ["0"]
+    # ...and leaves no empty run folder behind.
+    elsewhere = tmp_path / "other"
+    run_cli(elsewhere, corpus, "init_from=nothere.th", expect_success=False)
+    assert not (elsewhere / "runs").exists()
 
 
 def test_each_sweep_point_gets_its_own_run_directory(tmp_path, corpus):
     run_cli(tmp_path, corpus, "-m", "trainer.max_steps=1,2")
     for job, steps in enumerate((1, 2)):
         point = tmp_path / "runs" / "multirun" / str(job)
-        assert f"trainer.max_steps={steps}" in (point / ".hydra" / "overrides.yaml").read_text()
+        overrides = (point / "starts" / "0" / "overrides.yaml").read_text()
+        assert f"trainer.max_steps={steps}" in overrides
         checkpoint = torch.load(point / "checkpoints" / "last.ckpt", weights_only=True)
         assert checkpoint["global_step"] == steps
 
