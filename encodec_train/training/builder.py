@@ -7,17 +7,11 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
 from encodec_train.convert import load_pretrained
 from encodec_train.model.checkpoint import load_weights
-from encodec_train.training.callbacks import (
-    AudioExamples,
-    SaveLastOnTrainEnd,
-    StopOnSignal,
-    TrainingProgressBar,
-)
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 from encodec_train.training.quiet import silence_unactionable_messages
@@ -37,19 +31,8 @@ def prepare_data(cfg: DictConfig) -> None:
 
 
 def build_module(cfg: DictConfig) -> CodecGANModule:
-    """The GAN module from the model, discriminator, loss and optim groups (+ `init_from`)."""
-    module = CodecGANModule(
-        generator=instantiate(cfg.model, _convert_="all"),
-        discriminator=instantiate(cfg.discriminator, _convert_="all"),
-        balancer=instantiate(cfg.loss.balancer, _convert_="all"),
-        mel_loss=instantiate(cfg.loss.mel, _convert_="all"),
-        generator_optimizer=instantiate(cfg.optim.generator, _convert_="all"),
-        discriminator_optimizer=instantiate(cfg.optim.discriminator, _convert_="all"),
-        generator_loss=cfg.loss.generator_loss,
-        feature_matching=cfg.loss.feature_matching,
-        seed=cfg.seed,
-        **cfg.training,
-    )
+    """The GAN module as the `module` group wires it (+ the weights of `init_from`)."""
+    module = instantiate(cfg.module)
     if cfg.init_from:
         initialize_from(module, cfg.init_from)
     return module
@@ -72,32 +55,15 @@ def initialize_from(module: CodecGANModule, path: str | Path) -> None:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
-    """Trainer with the run directory's checkpointing, examples and logger."""
-    run_dir = Path(cfg.run_dir)
-    callbacks = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            every_n_train_steps=cfg.checkpoint_every_n_steps,
-            save_last=True,
-            save_top_k=0,
-            # One last.ckpt, overwritten in place (atomically: Lightning writes it through an
-            # fsspec transaction), never last-v1.ckpt beside it.
-            enable_version_counter=False,
-        ),
-        SaveLastOnTrainEnd(run_dir / "checkpoints" / "last.ckpt"),
-        StopOnSignal(),
-    ]
-    if cfg.audio_examples_every_n_steps:
-        callbacks.append(AudioExamples(cfg.audio_examples_every_n_steps, run_dir / "examples"))
-    if cfg.health.every_n_steps:
-        callbacks.append(instantiate(cfg.health))
-    if cfg.trainer.enable_progress_bar:
-        callbacks.append(TrainingProgressBar())
+    """Trainer with the `callbacks` group's callbacks and the `logger` group's logger."""
+    callbacks = [instantiate(node, _convert_="all") for node in cfg.callbacks.values()]
+    if not cfg.trainer.enable_progress_bar:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return L.Trainer(
         **cfg.trainer,
         logger=instantiate(cfg.logger),
         callbacks=callbacks,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(cfg.run_dir),
         log_every_n_steps=cfg.training.log_every_n_steps,
     )
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from run_helpers import CONF_DIR
 
 from encodec_train.training.builder import build_module
@@ -61,5 +62,6 @@ def test_audiocraft_objective_composes_and_builds():
 
 
 def test_unknown_bandwidth_sampling_is_refused():
-    with pytest.raises(ValueError, match="bandwidth_sampling='per_item'"):
+    # Hydra's InstantiationException carries the module's ValueError and the config key.
+    with pytest.raises(InstantiationException, match="bandwidth_sampling='per_item'"):
         module_from("training.bandwidth_sampling=per_item")

@@ -90,17 +90,19 @@ class ParameterRecorder(L.Callback):
         self._record(pl_module)
 
 
-def test_generator_ema_follows_the_closed_form_and_is_exported(tmp_path, corpus, monkeypatch):
-    recorder = ParameterRecorder()
-    original = L.Trainer.__init__
-
-    def with_recorder(self, *args, callbacks=(), **kwargs):
-        original(self, *args, callbacks=[*callbacks, recorder], **kwargs)
-
-    monkeypatch.setattr(L.Trainer, "__init__", with_recorder)
-    module, _, _ = fit(
-        demo_config(tmp_path, "trainer.max_steps=2", "training.ema_decay=0.5", corpus=corpus)
+def test_generator_ema_follows_the_closed_form_and_is_exported(tmp_path, corpus):
+    # A callback of one's own, added from the command line like any other.
+    recorder_target = f"+callbacks.recorder._target_={__name__}.ParameterRecorder"
+    module, trainer, _ = fit(
+        demo_config(
+            tmp_path,
+            "trainer.max_steps=2",
+            "training.ema_decay=0.5",
+            recorder_target,
+            corpus=corpus,
+        )
     )
+    recorder = next(c for c in trainer.callbacks if isinstance(c, ParameterRecorder))
     p0, p1, p2 = recorder.snapshots
     ema = dict(module.ema.module.named_parameters())
     for name in p0:
