@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from encodec_train.data.manifest_cli import (
+    USER_ERRORS,
     AudioSource,
     BuildReport,
     add_build_arguments,
@@ -107,6 +109,10 @@ def run_recipe(
     args = parser.parse_args(argv)
     shared = {"workers", "relative", "arrow"}  # handed over by build_options
     own = {k: v for k, v in vars(args).items() if k not in shared}
-    report = build(**own, **build_options(args))
+    try:
+        report = build(**own, **build_options(args))
+    except USER_ERRORS as error:  # a bad path or an empty folder: one line, not a traceback
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     print(report.summary())
     return 0

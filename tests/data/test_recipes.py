@@ -168,3 +168,22 @@ def test_folder_recipe_script(tmp_path: Path) -> None:
     assert out.read_text().count('"path": "../sounds/') == 2
     rows = {e.path: (e.duration, e.sample_rate, e.channels) for e in Manifest.load(out)}
     assert rows == {p: r[:3] for p, r in corpus.rows.items()}
+
+
+def test_a_recipe_given_a_missing_folder_prints_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nothere"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPES / "jamendo.py"),
+            "--root",
+            str(missing),
+            "--out",
+            str(tmp_path / "j.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(missing) in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -90,3 +90,17 @@ def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes
     assert f"trained steps {stopped_at} -> {stopped_at + 1} (resumed at step {stopped_at})" in (
         result.stdout
     )
+
+
+def test_a_run_prints_no_warning_a_user_cannot_act_on(tmp_path, corpus):
+    """Lightning's cloud tips, its manual-optimisation checkpoint snippet, a torch pytree
+    deprecation and the `weights_only` notice once came with every run."""
+    result = run_cli(tmp_path, corpus, "trainer.max_steps=2", "checkpoint_every_n_steps=1")
+    output = result.stdout + result.stderr
+    for message in (
+        "Tip: For seamless",
+        "Using ModelCheckpoint with manual optimization",
+        "LeafSpec",
+        "`weights_only` was not set",
+    ):
+        assert message not in output, message
