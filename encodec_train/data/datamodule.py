@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from encodec_train.data.dataset import MixtureDataset
-from encodec_train.data.mixing import PAPER_STRATEGIES, Mixer, MixingStrategy
+from encodec_train.data.mixing import Mixer, MixingStrategy
 from encodec_train.data.segments import SegmentReader, ShortFiles
 
 VALID_STREAM = 2**32 - 1
@@ -78,7 +78,8 @@ class AudioDataModule(L.LightningDataModule):
         seed: the data seed; batch b of rank r is a pure function of (seed, r, b).
         strategies: mixing strategies as mappings of `MixingStrategy` fields
             (`name`, `probability`, `num_sources`, `include_domains`, `exclude_domains`,
-            `include_datasets`, `exclude_datasets`); None for the paper's s1-s4.
+            `include_datasets`, `exclude_datasets`); the paper's s1-s4 are in
+            `encodec_train/conf/data/mixture_24khz.yaml`, their one home.
         gain_db: (low, high) of the uniform random gain per source, in dB.
         rms_db: RMS level (dBFS) every source segment is normalised to before its gain.
         min_rms_db: quieter segments are normalised as if they were this loud.
@@ -97,7 +98,7 @@ class AudioDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 4,
         seed: int = 0,
-        strategies: Sequence[Mapping[str, Any] | MixingStrategy] | None = None,
+        strategies: Sequence[Mapping[str, Any] | MixingStrategy] = (),
         gain_db: Sequence[float] = (-10.0, 6.0),
         rms_db: float = -20.0,
         min_rms_db: float = -40.0,
@@ -112,10 +113,12 @@ class AudioDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.valid_batches = valid_batches
-        self.strategies = [
-            MixingStrategy(**s) if isinstance(s, Mapping) else s
-            for s in (PAPER_STRATEGIES if strategies is None else strategies)
-        ]
+        if not strategies:
+            raise ValueError(
+                "no mixing strategies: give data.strategies (the paper's s1-s4 are in "
+                "encodec_train/conf/data/mixture_24khz.yaml)"
+            )
+        self.strategies = [MixingStrategy(**s) if isinstance(s, Mapping) else s for s in strategies]
         self.reader = SegmentReader(sample_rate, channels, segment_seconds, short_files)
         self.mixer = Mixer(tuple(gain_db), rms_db, min_rms_db, peak_limit)
         self.batches_consumed = 0

@@ -55,16 +55,6 @@ class MixingStrategy:
         return selected
 
 
-PAPER_STRATEGIES = (
-    MixingStrategy("s1", 0.32, 1, include_domains=("music",)),
-    MixingStrategy("s2", 0.32, 1, exclude_domains=("music",)),
-    MixingStrategy("s3", 0.24, 2),
-    MixingStrategy("s4", 0.12, 3, exclude_domains=("music",)),
-)
-"""Sec. 4.1: s1 one music source, s2 one non-music source, s3 two sources from all datasets,
-s4 three sources from all but music."""
-
-
 class SourcePool:
     """Files that one strategy draws from, each with probability proportional to its weight.
 

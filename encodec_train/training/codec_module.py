@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
+from encodec_train.data.datamodule import AudioDataModule
 from encodec_train.evaluation.metrics import si_snr
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
 from encodec_train.model import EncodecModel
@@ -23,6 +25,19 @@ from encodec_train.training.rng import capture_rng_states, restore_rng_states
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 BANDWIDTH_SAMPLING = ("target_bandwidths", "codebooks")
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one training step does, drawn before it starts.
+
+    Attributes:
+        n_q: codebooks used (from the drawn bandwidth, or drawn directly).
+        update_discriminator: whether the discriminator trains this step.
+    """
+
+    n_q: int
+    update_discriminator: bool
 
 
 class CodecGANModule(L.LightningModule):
@@ -112,35 +127,33 @@ class CodecGANModule(L.LightningModule):
             self.discriminator_optimizer(self.adversarial.discriminator.parameters()),
         ]
 
-    def draw_step_plan(self) -> tuple[dict[str, Any], bool]:
-        """This step's quantizer setting ({"bandwidth": kbps} or {"n_q": k}) and whether the
-        discriminator trains, both from the module's seeded generator."""
+    def draw_step_plan(self) -> StepPlan:
+        """This step's number of codebooks and whether the discriminator trains, both from
+        the module's seeded generator (so every rank draws the same)."""
         model = self.generator
         if self.bandwidth_sampling == "codebooks":
-            setting = {
-                "n_q": int(torch.randint(1, model.quantizer.n_q + 1, (1,), generator=self.rng))
-            }
+            n_q = int(torch.randint(1, model.quantizer.n_q + 1, (1,), generator=self.rng))
         else:
             index = int(torch.randint(len(model.target_bandwidths), (1,), generator=self.rng))
-            setting = {"bandwidth": model.target_bandwidths[index]}
+            n_q = model.num_codebooks(model.target_bandwidths[index])
         update_discriminator = (
             float(torch.rand((), generator=self.rng)) < self.discriminator_update_prob
         )
-        return setting, update_discriminator
+        return StepPlan(n_q, update_discriminator)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         real, mask = batch["audio"], batch["mask"]
         generator_opt, discriminator_opt = self.optimizers()
-        setting, update_discriminator = self.draw_step_plan()
+        plan = self.draw_step_plan()
         adversary_on = self.global_step >= self.adversary_start_step
 
         # k-means and dead-code replacement draw from the module's generator too.
-        output = self.generator(real, **setting, generator=self.rng)
+        output = self.generator(real, n_q=plan.n_q, generator=self.rng)
         # Padding past the end of short files is neither learnt nor judged.
         fake = output.audio * mask
 
         metrics: dict[str, torch.Tensor] = {}
-        if update_discriminator:
+        if plan.update_discriminator:
             # Through Lightning (precision, strategy, hooks), but `global_step` keeps counting
             # generator updates, one per batch: `max_steps` and checkpoints count updates.
             uncounted_step(discriminator_opt)
@@ -159,7 +172,7 @@ class CodecGANModule(L.LightningModule):
                 {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
             )
 
-        losses = self.generator_losses(fake, real, adversarial=adversary_on)
+        losses = self.generator_objective(fake, real, adversarial=adversary_on)
         balanced = self.balancer.combine(losses, fake)
         generator_opt.zero_grad(set_to_none=True)
         self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
@@ -171,14 +184,14 @@ class CodecGANModule(L.LightningModule):
 
         metrics.update({f"loss_{name}": value for name, value in losses.items()})
         metrics["loss_commitment"] = output.commitment_loss
-        metrics["discriminator_updated"] = torch.tensor(float(update_discriminator))
+        metrics["discriminator_updated"] = torch.tensor(float(plan.update_discriminator))
         self.train_metrics.add(metrics, "train/")
         self.train_metrics.add(self.balancer.metrics, "balancer/")
         self.train_metrics.add(output.metrics, "quantizer/")
         if self.global_step % self.log_every_n_steps == 0:
             self._log_running_means(batch_size=real.shape[0])
 
-    def generator_losses(
+    def generator_objective(
         self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True
     ) -> dict[str, torch.Tensor]:
         """The balanced losses of the generator (paper eq. 4, without the commitment term);
@@ -216,9 +229,9 @@ class CodecGANModule(L.LightningModule):
                 batch_size * self.trainer.world_size / seconds_per_step
             )
         self._last_log_time = now
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "skipped_files"):
-            means["data/skipped_files"] = torch.tensor(float(datamodule.skipped_files))
+        # Only our data module counts unreadable files (a benchmark may feed a plain loader).
+        if isinstance(self.trainer.datamodule, AudioDataModule):
+            means["data/skipped_files"] = torch.tensor(float(self.trainer.datamodule.skipped_files))
         # The one host-device sync of these metrics, every `log_every_n_steps` steps.
         values = {key: float(value) for key, value in means.items()}
         # Straight to the loggers, at the step the means end on (Lightning's own step counter

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from omegaconf import OmegaConf
+
+from encodec_train import CONFIG_DIR
+from encodec_train.data.mixing import MixingStrategy
 
 
 @dataclass
@@ -313,3 +317,12 @@ def make_jamendo(root: Path) -> FakeCorpus:
     corpus.missing()  # 79/1048679.mp3
     corpus.ignored("00/1000000.mp3", sample_rate=44100)  # not in this TSV
     return corpus
+
+
+def paper_strategies() -> tuple[MixingStrategy, ...]:
+    """The s1-s4 strategies as the config holds them (their one home)."""
+    data = OmegaConf.load(CONFIG_DIR / "data" / "mixture_24khz.yaml")
+    return tuple(MixingStrategy(**s) for s in OmegaConf.to_container(data.strategies))
+
+
+PAPER_STRATEGIES = paper_strategies()

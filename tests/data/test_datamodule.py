@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from fake_corpora import PAPER_STRATEGIES
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
@@ -36,6 +37,7 @@ def datamodule(manifests: dict[str, str], **overrides) -> AudioDataModule:
         "num_workers": 0,
         "seed": 0,
         "valid_batches": 3,
+        "strategies": PAPER_STRATEGIES,
     } | overrides
     return AudioDataModule(**options)
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from fake_corpora import PAPER_STRATEGIES
 from torch.utils.data import DataLoader
 
 from encodec_train.data.dataset import Corpus, MixtureDataset
 from encodec_train.data.manifest import ManifestEntry, write_manifest
-from encodec_train.data.mixing import PAPER_STRATEGIES, Mixer
+from encodec_train.data.mixing import Mixer
 from encodec_train.data.segments import SegmentReader
 
 SAMPLE_RATE = 8000

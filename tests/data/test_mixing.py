@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from fake_corpora import PAPER_STRATEGIES
 
-from encodec_train.data.mixing import PAPER_STRATEGIES, Mixer, MixingStrategy, StrategySampler
+from encodec_train.data.mixing import Mixer, MixingStrategy, StrategySampler
 
 DOMAIN = np.array(["speech"] * 6 + ["music"] * 5 + ["general"] * 4, dtype=object)
 DATASET = np.array(["dns"] * 3 + ["cv"] * 3 + ["jamendo"] * 5 + ["fsd"] * 4, dtype=object)

@@ -28,11 +28,12 @@ def test_bandwidths_are_uniform_and_the_discriminator_trains_with_its_probabilit
     module = module_from("training.discriminator_update_prob=0.25")
     draws = 4000
     plans = [module.draw_step_plan() for _ in range(draws)]
-    bandwidths = Counter(setting["bandwidth"] for setting, _ in plans)
-    assert set(bandwidths) == {1.5, 3.0, 6.0}
-    for count in bandwidths.values():
+    # 1.5, 3 and 6 kbps are 4, 8 and 16 codebooks of 32 codes at 75 frames/s.
+    codebooks = Counter(plan.n_q for plan in plans)
+    assert set(codebooks) == {4, 8, 16}
+    for count in codebooks.values():
         assert within_five_standard_errors(count, draws, 1 / 3)
-    updates = sum(update for _, update in plans)
+    updates = sum(plan.update_discriminator for plan in plans)
     assert within_five_standard_errors(updates, draws, 0.25)
 
 
@@ -45,7 +46,7 @@ def test_the_draws_repeat_for_a_seed_so_every_rank_agrees():
 
 def test_codebook_sampling_draws_every_count_of_codebooks():
     module = module_from("training.bandwidth_sampling=codebooks")
-    counts = Counter(module.draw_step_plan()[0]["n_q"] for _ in range(3000))
+    counts = Counter(module.draw_step_plan().n_q for _ in range(3000))
     n_q = module.generator.quantizer.n_q
     assert set(counts) == set(range(1, n_q + 1))
     for count in counts.values():
