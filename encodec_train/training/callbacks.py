@@ -203,8 +203,7 @@ class TrainingProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: L.Trainer, pl_module) -> dict[str, int | str | float]:
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
-        latest = pl_module.history[-1] if getattr(pl_module, "history", None) else {}
         for key, name in self.SHOWN.items():
-            if key in latest:
-                items[name] = f"{latest[key]:.3f}"
+            if key in pl_module.last_logged:
+                items[name] = f"{pl_module.last_logged[key]:.3f}"
         return items

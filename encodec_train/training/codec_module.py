@@ -113,7 +113,8 @@ class CodecGANModule(L.LightningModule):
         self.rng = torch.Generator().manual_seed(seed)
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
         self.train_metrics = MetricAccumulator()
-        self.history: list[dict[str, float]] = []
+        # The latest logged means (the progress bar shows some); the loggers keep the history.
+        self.last_logged: dict[str, float] = {}
         # The step this process started training from (None: it trained no step).
         self.start_step: int | None = None
         self._last_log_time: float | None = None
@@ -238,7 +239,7 @@ class CodecGANModule(L.LightningModule):
         # for manual optimisation lags by one).
         for logger in self.loggers:
             logger.log_metrics(values, step=self.global_step)
-        self.history.append(values)
+        self.last_logged = values
 
     # -- validation -----------------------------------------------------------------------
 

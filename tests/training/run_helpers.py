@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -35,3 +36,18 @@ def demo_config(tmp_path: Path, *overrides: str, corpus: Path | None = None):
     corpus = corpus or tmp_path / "demo_corpus"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=[*fast_overrides(tmp_path / "run", corpus), *overrides])
+
+
+def logged_steps(run_dir: Path) -> list[dict[str, float]]:
+    """The training rows of the run's CSV logs (every start's version, in order), as floats
+    (empty cells left out)."""
+    rows = []
+    versions = sorted(
+        (run_dir / "logs").glob("version_*/metrics.csv"),
+        key=lambda path: int(path.parent.name.split("_")[1]),
+    )
+    for path in versions:
+        for row in csv.DictReader(path.open()):
+            if row.get("train/loss_mel"):
+                rows.append({key: float(value) for key, value in row.items() if value})
+    return rows

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import soundfile as sf
 import torch
-from run_helpers import demo_config
+from run_helpers import demo_config, logged_steps
 
 from encodec_train.model import EncodecModel
 from encodec_train.training.builder import fit
@@ -66,7 +66,7 @@ def test_wandb_offline_run_needs_no_network(tmp_path, corpus, monkeypatch):
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*-offline"))
     assert len(runs) == 1, list((tmp_path / "run").rglob("*"))[:20]
     assert any(runs[0].glob("*.wandb"))
-    assert "train/loss_mel" in module.history[-1]
+    assert "train/loss_mel" in module.last_logged
     import wandb
 
     wandb.finish()
@@ -132,9 +132,20 @@ def test_csv_logs_every_n_steps_and_a_resume_keeps_earlier_logs(tmp_path, corpus
                 steps.append(int(row["step"]))
                 assert float(row["quantizer/codebook_usage/0"]) > 0
     assert steps == [2, 4, 6]
-    # The logged value is the mean of the steps since the previous log.
+    # The logged value is the mean of the steps since the previous log: compare with the
+    # same run logging every step.
+    fit(
+        demo_config(
+            tmp_path / "every",
+            "trainer.max_steps=2",
+            "trainer.max_epochs=-1",
+            "training.log_every_n_steps=1",
+            corpus=corpus,
+        )
+    )
+    per_step = [row["train/loss_mel"] for row in logged_steps(tmp_path / "every" / "run")]
     first = next(csv.DictReader(logs[0].open()))
-    assert float(first["train/loss_mel"]) == pytest.approx(module.history[0]["train/loss_mel"])
+    assert float(first["train/loss_mel"]) == pytest.approx(sum(per_step) / 2, rel=1e-5)
 
 
 def test_progress_bar_counts_the_steps_that_will_run_and_shows_losses(monkeypatch):
@@ -164,5 +175,7 @@ def test_progress_bar_counts_the_steps_that_will_run_and_shows_losses(monkeypatc
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, t, m: {"v_num": 0})
-    module = SimpleNamespace(history=[{"train/loss_mel": 1.23456, "train/discriminator_loss": 2.0}])
+    module = SimpleNamespace(
+        last_logged={"train/loss_mel": 1.23456, "train/discriminator_loss": 2.0}
+    )
     assert bar.get_metrics(bar.trainer, module) == {"mel": "1.235", "D": "2.000"}
