@@ -139,6 +139,9 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         negative_slope: LeakyReLU slope.
         init: "pytorch" (default initialisation, as the reference) or "unit_norm" (unit-norm
             filters and zero biases, so the logits start away from 0; `encodec_train.model.init`).
+        separate_channels: judge each audio channel on its own (the paper's 48 kHz stereo
+            model: "left and right channels ... separately", §3.4) instead of stacking them as
+            input channels of one 2-D conv (the reference code).
     """
 
     def __init__(
@@ -152,8 +155,12 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         dilations: Sequence[int] = (1, 2, 4),
         negative_slope: float = 0.2,
         init: str = "pytorch",
+        separate_channels: bool = False,
     ) -> None:
         super().__init__()
+        self.separate_channels = separate_channels
+        if separate_channels:
+            in_channels = 1
         win_lengths = list(n_ffts) if win_lengths is None else list(win_lengths)
         hop_lengths = [w // 4 for w in win_lengths] if hop_lengths is None else list(hop_lengths)
         if not len(n_ffts) == len(hop_lengths) == len(win_lengths):
@@ -183,7 +190,10 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             x: audio `[batch, channels, time]`, at least the largest `n_fft` samples.
         Returns:
             `(logits, feature_maps)`: one logit tensor `[batch, 1, frames, freqs']` per scale,
-            and per scale the list of its hidden activations.
+            and per scale the list of its hidden activations; with `separate_channels`, each
+            channel is an item of its own (`batch · channels` rows, channel-minor).
         """
+        if self.separate_channels:
+            x = x.reshape(-1, 1, x.shape[-1])
         outputs = [discriminator(x) for discriminator in self.discriminators]
         return [logits for logits, _ in outputs], [maps for _, maps in outputs]

@@ -72,3 +72,21 @@ def test_gradients_match_reference() -> None:
 def test_mismatched_scale_lists_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         MultiScaleSTFTDiscriminator(n_ffts=[256, 128], hop_lengths=[64])
+
+
+def test_separate_channels_judge_each_channel_as_a_mono_item():
+    """The paper's 48 kHz discriminator sees left and right on their own: the stereo output
+    equals the same discriminator applied to each channel as a mono clip."""
+    torch.manual_seed(0)
+    separate = MultiScaleSTFTDiscriminator(
+        in_channels=2, filters=4, n_ffts=[256, 128], separate_channels=True
+    )
+    stereo = torch.randn(3, 2, 2048)
+    logits, maps = separate(stereo)
+    for channel in range(2):
+        mono_logits, mono_maps = separate(stereo[:, channel : channel + 1])
+        for scale in range(2):
+            torch.testing.assert_close(logits[scale][channel::2], mono_logits[scale])
+            torch.testing.assert_close(maps[scale][-1][channel::2], mono_maps[scale][-1])
+    # One input channel's worth of weights (real + imaginary), not two.
+    assert separate.discriminators[0].convs[0].conv.weight.shape[1] == 2

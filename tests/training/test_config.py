@@ -18,6 +18,25 @@ def compose_config(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
+def test_recipe_48khz_has_the_paper_48khz_settings():
+    """§3.4 / §4.2: doubled STFT windows, left and right judged separately, λg = λfeat = 4,
+    discriminator updated with p = 1/2."""
+    cfg = compose_config("+recipe=48khz")
+    assert list(cfg.discriminator.n_ffts) == [4096, 2048, 1024, 512, 256]
+    assert cfg.discriminator.separate_channels is True
+    assert dict(cfg.loss.balancer.weights) == {
+        "time": 0.1,
+        "mel": 1.0,
+        "adversarial": 4.0,
+        "feature_matching": 4.0,
+    }
+    assert cfg.training.discriminator_update_prob == 0.5
+    # The 24 kHz recipe keeps the reference layout and 3/3.
+    cfg24 = compose_config("+recipe=24khz")
+    assert cfg24.discriminator.separate_channels is False
+    assert cfg24.loss.balancer.weights.adversarial == 3.0
+
+
 def test_recipe_48khz_gives_48khz_stereo():
     cfg = compose_config("+recipe=48khz")
     assert cfg.model.sample_rate == 48000
