@@ -107,7 +107,7 @@ def run_recipe(
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    shared = {"workers", "relative", "arrow"}  # handed over by build_options
+    shared = {"workers", "relative", "arrow", "min_sample_rate"}  # handed over by build_options
     own = {k: v for k, v in vars(args).items() if k not in shared}
     try:
         report = build(**own, **build_options(args))

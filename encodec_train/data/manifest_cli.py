@@ -47,10 +47,11 @@ ARROW_MIN_ROWS = 100_000
 
 DEFAULT_WORKERS = min(16, os.cpu_count() or 1)
 
-PROBLEMS = ("missing", "empty", "unreadable", "truncated", "undecodable")
+PROBLEMS = ("missing", "empty", "unreadable", "truncated", "undecodable", "low_sample_rate")
 """Why a file is skipped: absent; zero bytes or zero frames; a header libsndfile rejects;
 fewer frames at its end than its header promises; a decoding error inside the file although
-its end reads (only a full decode finds these)."""
+its end reads (only a full decode finds these); a sample rate below the build's
+`min_sample_rate` (the 48 kHz model trains on 48 kHz music only)."""
 
 Check = Literal["header", "tail", "decode"]
 """How much of each file is read: the header; the header and the last `TAIL_FRAMES` frames;
@@ -273,6 +274,7 @@ def build_manifest_from_sources(
     arrow: bool | None = None,
     skipped: Iterable[Probe] = (),
     tail_check: bool = True,
+    min_sample_rate: int = 0,
 ) -> BuildReport:
     """Probe `sources`, write the readable ones to the manifest `out`, report the rest.
 
@@ -286,6 +288,8 @@ def build_manifest_from_sources(
             tree lacks); they are kept in the report.
         tail_check: also read each file's last frames and leave out the truncated ones
             (`benchmarks/manifest_check.py` measures the cost); False reads headers only.
+        min_sample_rate: leave out files recorded at a lower rate (reported as
+            `low_sample_rate`); 0 keeps every rate.
 
     Raises:
         NoAudioError: no source is usable (nothing is written).
@@ -299,6 +303,10 @@ def build_manifest_from_sources(
     for source, header in zip(sources, probes, strict=True):
         if header.problem:
             report.skipped.append(header)
+            continue
+        if header.sample_rate < min_sample_rate:
+            detail = f"{header.sample_rate} Hz < {min_sample_rate} Hz"
+            report.skipped.append(Probe(header.path, problem="low_sample_rate", detail=detail))
             continue
         path = Path(header.path).resolve()
         report.entries.append(
@@ -334,6 +342,7 @@ def build_manifest(
     relative: bool = False,
     arrow: bool | None = None,
     tail_check: bool = True,
+    min_sample_rate: int = 0,
 ) -> BuildReport:
     """Manifest of every audio file below `root`, all in one `domain` and `dataset`."""
     if domain not in DOMAINS:
@@ -347,7 +356,13 @@ def build_manifest(
         )
     sources = [AudioSource(p, domain, dataset) for p in files]
     return build_manifest_from_sources(
-        sources, out, num_workers=num_workers, relative=relative, arrow=arrow, tail_check=tail_check
+        sources,
+        out,
+        num_workers=num_workers,
+        relative=relative,
+        arrow=arrow,
+        tail_check=tail_check,
+        min_sample_rate=min_sample_rate,
     )
 
 
@@ -442,11 +457,22 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"also write <stem>.arrow/ (default: from {ARROW_MIN_ROWS} rows on)",
     )
+    parser.add_argument(
+        "--min-sample-rate",
+        type=int,
+        default=0,
+        help="leave out files below this rate (e.g. 48000 for the 48 kHz model's music)",
+    )
 
 
 def build_options(args: argparse.Namespace) -> dict:
     """Keyword arguments for the build functions from `add_build_arguments`' options."""
-    return {"num_workers": args.workers, "relative": args.relative, "arrow": args.arrow}
+    return {
+        "num_workers": args.workers,
+        "relative": args.relative,
+        "arrow": args.arrow,
+        "min_sample_rate": args.min_sample_rate,
+    }
 
 
 USER_ERRORS = (OSError, ManifestError, NoAudioError)

@@ -28,7 +28,7 @@ class FakeCorpus:
     """Absolute path → (duration, sample_rate, channels, domain, dataset)."""
     skipped: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("missing", "empty", "unreadable", "truncated", "undecodable"), 0
+            ("missing", "empty", "unreadable", "truncated", "undecodable", "low_sample_rate"), 0
         )
     )
 

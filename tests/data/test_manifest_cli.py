@@ -235,3 +235,17 @@ def test_cli_module_exits_with_status_2_and_no_traceback(tmp_path: Path) -> None
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(tmp_path / "empty") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_min_sample_rate_keeps_only_files_at_that_rate_or_above(tmp_path: Path) -> None:
+    """The 48 kHz model trains on 48 kHz music only (paper §4.2)."""
+    corpus = FakeCorpus(tmp_path / "music")
+    corpus.audio("cd.wav", 0.25, 44100, "music", "jamendo")
+    corpus.audio("studio.flac", 0.25, 48000, "music", "jamendo", channels=2)
+    corpus.audio("hires.wav", 0.25, 96000, "music", "jamendo")
+    out = tmp_path / "jamendo_48khz.jsonl"
+    report = build_manifest(corpus.root, "music", "jamendo", out, min_sample_rate=48000)
+    assert sorted(e.sample_rate for e in Manifest.load(out)) == [48000, 96000]
+    assert report.skipped_counts()["low_sample_rate"] == 1
+    (low,) = [p for p in report.skipped if p.problem == "low_sample_rate"]
+    assert low.path.endswith("cd.wav") and "44100 Hz < 48000 Hz" in low.detail

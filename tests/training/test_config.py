@@ -31,6 +31,13 @@ def test_recipe_48khz_has_the_paper_48khz_settings():
         "feature_matching": 4.0,
     }
     assert cfg.training.discriminator_update_prob == 0.5
+    # "We train the fullband stereo EnCodec on only 48 kHz music."
+    assert list(cfg.data.train_manifests) == ["data_manifests/jamendo_48khz.jsonl"]
+    assert [(s.probability, list(s.include_domains)) for s in cfg.data.strategies] == [
+        (1.0, ["music"])
+    ]
+    with pytest.raises(ConfigError, match=r"data\.train_manifests: manifest .*jamendo_48khz"):
+        check_manifests(cfg.data)
     # The 24 kHz recipe keeps the reference layout and 3/3.
     cfg24 = compose_config("+recipe=24khz")
     assert cfg24.discriminator.separate_channels is False
