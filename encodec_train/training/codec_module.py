@@ -14,9 +14,9 @@ import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
+from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
 from encodec_train.data.datamodule import AudioDataModule
-from encodec_train.evaluation.metrics import si_snr
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
 from encodec_train.model import EncodecModel
 from encodec_train.training.ema import WeightEMA
@@ -74,16 +74,18 @@ class CodecGANModule(L.LightningModule):
         mel_loss: MultiScaleMelLoss,
         generator_optimizer: OptimizerFactory,
         discriminator_optimizer: OptimizerFactory,
-        generator_loss: str = "hinge",
-        feature_matching: str = "relative",
-        discriminator_update_prob: float = 2 / 3,
-        bandwidth_sampling: str = "target_bandwidths",
-        seed: int = 0,
-        generator_grad_clip: float | None = None,
-        discriminator_grad_clip: float | None = None,
-        ema_decay: float | None = None,
-        log_every_n_steps: int = 50,
-        adversary_start_step: int = 0,
+        *,
+        # No defaults: the values live in the config (`training:`, `loss:`, the recipes).
+        generator_loss: str,
+        feature_matching: str,
+        discriminator_update_prob: float,
+        bandwidth_sampling: str,
+        seed: int,
+        generator_grad_clip: float | None,
+        discriminator_grad_clip: float | None,
+        ema_decay: float | None,
+        log_every_n_steps: int,
+        adversary_start_step: int,
     ) -> None:
         super().__init__()
         if not 0.0 <= discriminator_update_prob <= 1.0:
@@ -256,7 +258,8 @@ class CodecGANModule(L.LightningModule):
             values = {
                 "mel": self.mel_loss(fake, target_spectrograms),
                 "time": time_l1(fake, real),
-                "si_snr": si_snr(fake, real).mean(),
+                # Per channel of each clip (Le Roux et al., 2019), averaged.
+                "si_snr": scale_invariant_signal_noise_ratio(fake, real).mean(),
             }
             for name, value in values.items():
                 self.log(

@@ -73,9 +73,6 @@ def check_training(cfg: DictConfig) -> None:
             "precision plugin, but fp16 with its shared gradient scaler has not been run on a "
             "GPU here; choose bf16-mixed (the recipes' default) or 32-true"
         )
-    probability = cfg.training.discriminator_update_prob
-    if not 0 <= probability <= 1:
-        raise ConfigError(f"training.discriminator_update_prob={probability} must lie in [0, 1]")
     if cfg.checkpoint_every_n_steps < 1:
         raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be ≥ 1")
 

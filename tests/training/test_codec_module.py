@@ -66,3 +66,8 @@ def test_unknown_bandwidth_sampling_is_refused():
     # Hydra's InstantiationException carries the module's ValueError and the config key.
     with pytest.raises(InstantiationException, match="bandwidth_sampling='per_item'"):
         module_from("training.bandwidth_sampling=per_item")
+
+
+def test_an_impossible_update_probability_is_refused_before_training():
+    with pytest.raises(InstantiationException, match=r"discriminator_update_prob=1\.5"):
+        module_from("training.discriminator_update_prob=1.5")

@@ -32,7 +32,7 @@ def run_cli(
 
 
 def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
-    result = run_cli(tmp_path, corpus, "trainer.max_steps=2")
+    result = run_cli(tmp_path, corpus, "trainer.max_steps=2", "training.log_every_n_steps=10")
     assert "=== encodec-train summary ===" in result.stdout
     # Fewer steps than log_every_n_steps: still a fresh run, not "already complete".
     assert "trained steps 0 -> 2 (from scratch)" in result.stdout
