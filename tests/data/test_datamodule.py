@@ -162,13 +162,16 @@ def test_demo_config_builds_and_streams(manifests):
     assert batch["audio"].shape == (4, 1, 12000)  # 4 half-second segments at 24 kHz
 
 
-@pytest.mark.parametrize("name", ["mixture_24khz", "mixture_48khz"])
-def test_mixture_configs_name_the_recipe_manifests(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "first_manifest"),
+    [("mixture_24khz", "dns_challenge.jsonl"), ("mixture_48khz", "jamendo_48khz.jsonl")],
+)
+def test_mixture_configs_name_the_recipe_manifests(name, first_manifest, tmp_path, monkeypatch):
     data = compose(name)
     assert data.batch_size == 8 and data.mixer.gain_db == (-10.0, 6.0)
     assert data.valid_manifests == data.train_manifests
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="data_manifests/dns_challenge.jsonl"):
+    with pytest.raises(FileNotFoundError, match=f"data_manifests/{first_manifest}"):
         data.setup("fit")
 
 

@@ -27,13 +27,13 @@ def _losses_per_step(run_dir) -> list[dict[str, float]]:
         # Stop exactly at an epoch's end, right after its validation: data loaders and
         # validation then draw from torch's global generator before the next step, which
         # once shifted the codebooks' k-means and dead-code draws.
-        ("trainer.limit_train_batches=3",),
-        ("trainer.limit_train_batches=4", "trainer.val_check_interval=2"),  # mid-epoch validation
+        ("trainer.limit_train_batches=2",),
+        ("trainer.limit_train_batches=3", "trainer.val_check_interval=1"),  # mid-epoch validation
     ],
     ids=["mid-epoch", "epoch-boundary", "mid-epoch-validation"],
 )
 def test_exact_resume_reproduces_the_uninterrupted_run(tmp_path, corpus, schedule):
-    steps, stop = 6, 3
+    steps, stop = 4, 2
     common = (
         "checkpoint_every_n_steps=1",
         f"trainer.max_steps={steps}",
