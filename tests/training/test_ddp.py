@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 
+@pytest.mark.slow  # two gloo processes training the demo: ~12 s (make test-all, CI)
 def test_two_ranks_end_with_identical_networks_and_codebooks(tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
     result = subprocess.run(

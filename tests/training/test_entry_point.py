@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
-from run_helpers import fast_overrides
+from run_helpers import demo_config, fast_overrides
+
+from encodec_train.training.builder import fit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +61,12 @@ def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
     assert "trainer.max_steps=2" in first
 
     # A start that fails its checks keeps its hands off the run's record...
-    run_cli(tmp_path, corpus, "init_from=nothere.th", expect_success=False)
+    with pytest.raises(FileNotFoundError, match="nothere.th"):
+        fit(
+            demo_config(
+                tmp_path, f"run_dir={tmp_path / 'runs'}", "init_from=nothere.th", corpus=corpus
+            )
+        )
     assert (tmp_path / "runs" / "starts" / "0" / "overrides.yaml").read_text() == first
     assert sorted(p.name for p in (tmp_path / "runs" / "starts").iterdir()) == ["0"]
     # ...and leaves no empty run folder behind.
