@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_installed_wheel_composes_and_trains_from_another_folder(tmp_path):
+    # Built from a copy, so setuptools' build/ folder never lands in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / "encodec_train",
+        source / "encodec_train",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         check=True,
         timeout=600,
     )
