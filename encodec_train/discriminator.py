@@ -1,4 +1,4 @@
-"""Multi-scale STFT discriminator (EnCodec, Sec. 3.3 and Fig. 4).
+"""Multi-scale STFT discriminator (EnCodec, Sec. 3.4 and Fig. 2).
 
 Parameter names and shapes follow the reference `encodec.msstftd`, so a reference state dict
 (old-style `weight_g`/`weight_v` keys) loads with `load_state_dict` as is: torch's
@@ -126,7 +126,7 @@ class STFTDiscriminator(nn.Module):
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
-    """MS-STFT discriminator: one `STFTDiscriminator` per STFT scale (EnCodec, Sec. 3.3).
+    """MS-STFT discriminator: one `STFTDiscriminator` per STFT scale (EnCodec, Sec. 3.4).
 
     Args:
         in_channels: audio channels (1 mono, 2 stereo).

@@ -1,5 +1,5 @@
 """The EnCodec model: SEANet encoder → residual VQ → SEANet decoder, with the 48 kHz model's
-1-second chunks, 1% overlap and per-chunk loudness normalisation (paper §3, §4.2).
+1-second chunks, 1% overlap and per-chunk loudness normalisation (paper §3, §3.1).
 
 Plain PyTorch: `from encodec_train.model import EncodecModel` works without Lightning or Hydra.
 """
@@ -237,7 +237,7 @@ class EncodecModel(nn.Module):
         In training mode the codebooks learn (k-means, EMA) and the commitment loss is returned;
         gradients flow through the straight-through estimator. An input no longer than one
         chunk is one chunk (the 48 kHz model trains on 1 s segments, each one chunk: the 1%
-        overlap, and the 10 ms tail chunk `encode` would add, are for inference; paper §4.2).
+        overlap, and the 10 ms tail chunk `encode` would add, are for inference; paper §3.1).
         The codebooks' random draws
         (k-means starting rows, dead-code replacements) come from `generator`, a CPU
         generator in the same state on every rank (None: torch's default generator).

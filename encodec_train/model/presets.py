@@ -1,4 +1,4 @@
-"""The official EnCodec configurations (paper §4.2) and a tiny one for tests and the demo.
+"""The official EnCodec configurations (paper §3.1) and a tiny one for tests and the demo.
 
 Each preset is the model group's YAML file (`encodec_train/conf/model/<file>.yaml`, the one
 home of these values, which training composes too), read here with OmegaConf alone, so

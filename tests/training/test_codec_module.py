@@ -54,7 +54,7 @@ def test_codebook_sampling_draws_every_count_of_codebooks():
 
 
 def test_audiocraft_objective_composes_and_builds():
-    module = module_from("loss=audiocraft")
+    module = module_from("loss=audiocraft_weights")
     assert module.adversarial.generator_loss == "negative_mean"
     assert module.adversarial.feature_matching == "l1"
     shares = dict(zip(module.balancer.names, module.balancer.shares.tolist(), strict=True))
