@@ -82,7 +82,8 @@ class EncodecModel(nn.Module):
         n_filters, dimension, ratios, n_residual_layers, lstm_layers, pad_mode, trim_right_ratio:
             SEANet shape (see `SEANetShape`).
         codebook_size, ema_decay, kmeans_iters, dead_code_threshold, commitment_weight,
-        commitment_reduction: residual VQ (see `ResidualVectorQuantizer`).
+        commitment_reduction, commitment_gradient: residual VQ (see
+        `ResidualVectorQuantizer`).
         name: model name written into `.ecdc` files.
         strict_bandwidths: refuse a target bandwidth that is not a whole number of codebooks
             (ValueError naming the nearest valid ones). False rounds down to the codebooks
@@ -116,6 +117,7 @@ class EncodecModel(nn.Module):
         dead_code_threshold: float = 2.0,
         commitment_weight: float = 1.0,
         commitment_reduction: str = "sum",
+        commitment_gradient: str = "first_level",
         name: str = "unset",
         strict_bandwidths: bool = True,
         init: str = "pytorch",
@@ -163,6 +165,7 @@ class EncodecModel(nn.Module):
             dead_code_threshold=dead_code_threshold,
             commitment_weight=commitment_weight,
             commitment_reduction=commitment_reduction,
+            commitment_gradient=commitment_gradient,
         )
         initialize_(self, init)
 

@@ -63,6 +63,9 @@ class ResidualVQLayers(nn.Module):
         )
 
 
+COMMITMENT_GRADIENTS = ("first_level", "every_level")
+
+
 class ResidualVectorQuantizer(nn.Module):
     """Residual VQ whose number of active levels follows a target bandwidth.
 
@@ -74,6 +77,13 @@ class ResidualVectorQuantizer(nn.Module):
         commitment_weight: weight of the commitment loss (1 in the paper).
         commitment_reduction: "sum" over levels (paper eq. for ℓw) or "mean" over levels
             (the official code).
+        commitment_gradient: which of the commitment terms reach the encoder.
+            "first_level" (the official code and audiocraft): each level quantises the
+            residual the straight-through estimator leaves, which carries no gradient, so
+            only level 1's term ‖z − q_1(z)‖² moves the encoder. "every_level": every
+            level's residual keeps its path to the encoder, so all terms of the paper's sum
+            do; the decoder's gradient still reaches the encoder once, through one
+            straight-through estimator over the whole quantised latent.
     """
 
     def __init__(
@@ -88,10 +98,16 @@ class ResidualVectorQuantizer(nn.Module):
         dead_code_threshold: float = 2.0,
         commitment_weight: float = 1.0,
         commitment_reduction: str = "sum",
+        commitment_gradient: str = "first_level",
     ) -> None:
         super().__init__()
         if commitment_reduction not in ("sum", "mean"):
             raise ValueError(f"commitment_reduction={commitment_reduction!r}: use 'sum' or 'mean'")
+        if commitment_gradient not in COMMITMENT_GRADIENTS:
+            raise ValueError(
+                f"commitment_gradient={commitment_gradient!r}: use one of {COMMITMENT_GRADIENTS}"
+            )
+        self.commitment_gradient = commitment_gradient
         bits_per_code(codebook_size)  # refuses a size that is not a power of 2
         self.n_q = n_q
         self.dimension = dimension
@@ -168,11 +184,18 @@ class ResidualVectorQuantizer(nn.Module):
                 metrics[f"codebook_perplexity/{level}"] = entropy.exp()
                 metrics[f"codebook_replaced/{level}"] = replaced
                 losses.append(F.mse_loss(residual, quantized.detach()))
-                # Straight-through estimator: the decoder's gradient reaches the encoder as is.
-                quantized = residual + (quantized - residual).detach()
+                if self.commitment_gradient == "first_level":
+                    # Straight-through estimator: the decoder's gradient reaches the encoder
+                    # as is, and the next residual carries none.
+                    quantized = residual + (quantized - residual).detach()
+                else:
+                    quantized = quantized.detach()  # the residual keeps its gradient path
             residual = residual - quantized
             quantized_out = quantized_out + quantized
             codes.append(level_codes.view(batch, frames))
+        if self.training and self.commitment_gradient == "every_level":
+            # One straight-through estimator for the whole latent.
+            quantized_out = x + (quantized_out - x).detach()
         if losses:
             stacked = torch.stack(losses)
             reduced = stacked.sum() if self.commitment_reduction == "sum" else stacked.mean()

@@ -356,3 +356,32 @@ def test_two_ranks_equal_one_process_on_the_concatenated_data(distributed_states
         alone.state_dict()["vq.layers.0._codebook.embed"],
         distributed["vq.layers.0._codebook.embed"],
     )
+
+
+@pytest.mark.parametrize("mode", ["first_level", "every_level"])
+def test_commitment_gradient_reaches_the_encoder_from_the_levels_it_says(mode):
+    """Paper Eq. 3 sums ‖r_l − q_l‖² over levels; the official straight-through residuals let
+    only level 1's term reach the encoder. Compared with the hand-computed gradients
+    2 (r_l − q_l) / N of each term, from the codebooks as they were before the step."""
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(
+        dimension=4, n_q=2, codebook_size=8, kmeans_init=False, dead_code_threshold=0,
+        commitment_gradient=mode,
+    )  # fmt: skip
+    embeds = [layer._codebook.embed.clone() for layer in quantizer.vq.layers]
+    x = torch.randn(2, 4, 5, requires_grad=True)
+    out = quantizer.train()(x, n_q=2)
+    (grad,) = torch.autograd.grad(out.commitment_loss, x, retain_graph=True)
+
+    codes = out.codes  # [n_q, batch, frames]
+    q0 = embeds[0][codes[0]].transpose(1, 2)
+    q1 = embeds[1][codes[1]].transpose(1, 2)
+    r1 = x.detach() - q0
+    n = x.numel()
+    expected = 2 * (x.detach() - q0) / n
+    if mode == "every_level":
+        expected = expected + 2 * (r1 - q1) / n
+    torch.testing.assert_close(grad, expected)
+    # Either way the decoder's gradient reaches the encoder once, unchanged.
+    (through,) = torch.autograd.grad(out.quantized.sum(), x)
+    torch.testing.assert_close(through, torch.ones_like(x))
