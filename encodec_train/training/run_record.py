@@ -1,4 +1,5 @@
-"""The record of each start of a run: `<run_dir>/starts/<n>/` with its config and overrides.
+"""The record of each start of a run: `<run_dir>/starts/<n>/` with its config, overrides
+and environment (code version, package versions), enough to re-create the start.
 
 One folder per start (like the CSV log versions), written once the start has passed its
 checks and built everything, just before training: a failed start leaves no record and never
@@ -7,6 +8,10 @@ overwrites the record of the start that produced the checkpoints.
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -14,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def record_start(cfg: DictConfig) -> Path:
-    """Write `config.yaml` (as composed) and `overrides.yaml` (the command line's, when run
-    through Hydra's entry point) into the run's next `starts/<n>/` folder; returns it."""
+    """Write `config.yaml` (as composed), `overrides.yaml` (the command line's, when run
+    through Hydra's entry point) and `environment.yaml` (`environment()`) into the run's
+    next `starts/<n>/` folder; returns it."""
     starts = Path(cfg.run_dir) / "starts"
     starts.mkdir(parents=True, exist_ok=True)
     number = len([p for p in starts.iterdir() if p.is_dir() and p.name.isdigit()])
@@ -24,7 +30,41 @@ def record_start(cfg: DictConfig) -> Path:
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    (folder / "environment.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(environment())))
     return folder
+
+
+PACKAGES = ("encodec-train", "torch", "torchaudio", "lightning", "hydra-core", "wandb", "numpy")
+
+
+def environment() -> dict:
+    """The code this start runs: the git commit of the package's checkout and whether its
+    tree had uncommitted changes (None outside a checkout, e.g. an installed wheel), the
+    Python and package versions, and the command line."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "git": _git_state(Path(__file__).resolve().parent),
+        "python": platform.python_version(),
+        "packages": versions,
+        "command": sys.argv,
+    }
+
+
+def _git_state(folder: Path) -> dict | None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def remove_if_empty(run_dir: str | Path) -> None:

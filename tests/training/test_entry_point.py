@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from run_helpers import demo_config, fast_overrides
 
 from encodec_train.training.builder import fit
@@ -59,6 +60,10 @@ def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
     assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").exists()
     first = (tmp_path / "runs" / "starts" / "0" / "overrides.yaml").read_text()
     assert "trainer.max_steps=2" in first
+    environment = OmegaConf.load(tmp_path / "runs" / "starts" / "0" / "environment.yaml")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert environment.git.commit == head.stdout.strip()
+    assert torch.__version__.startswith(environment.packages.torch)  # local tag may be dropped
 
     # A start that fails its checks keeps its hands off the run's record...
     with pytest.raises(FileNotFoundError, match="nothere.th"):
