@@ -6,6 +6,7 @@ the adversary on (fake, real) with this optimizer" and "give me the generator's 
 `manual_backward`, which handles precision and DDP) and the optimizer to step.
 """
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
@@ -128,13 +129,19 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 
 
 class AdversarialLoss(nn.Module):
-    """The adversarial part of EnCodec's objective, owning its discriminator.
+    """The adversarial part of EnCodec's objective, owning its discriminator(s).
+
+    With `copies` > 1 it holds one discriminator per bandwidth (paper §3.4: "a dedicated
+    discriminator per bandwidth"), all starting from the given one's weights; each call names
+    the bandwidth's index, and only that discriminator is evaluated and trained. Their
+    weights are `discriminator.<index>.*` in the state dict (a single one: `discriminator.*`).
 
     Args:
         discriminator: maps audio `[batch, channels, time]` to `(logits, feature_maps)` per
             scale, e.g. `MultiScaleSTFTDiscriminator`.
         generator_loss: "hinge" (paper) or "negative_mean" (audiocraft).
         feature_matching: "relative" (paper) or "l1" (audiocraft).
+        copies: discriminators to hold (one per bandwidth), or 1.
     """
 
     def __init__(
@@ -142,17 +149,34 @@ class AdversarialLoss(nn.Module):
         discriminator: nn.Module,
         generator_loss: GeneratorLoss = "hinge",
         feature_matching: FeatureMatching = "relative",
+        copies: int = 1,
     ) -> None:
         super().__init__()
         # Checked here too, so a typo in the config fails at start-up, not at the first step.
         _check_choice("generator loss", generator_loss, GENERATOR_LOSSES)
         _check_choice("feature matching", feature_matching, FEATURE_MATCHINGS)
-        self.discriminator = discriminator
+        if copies < 1:
+            raise ValueError(f"copies={copies}: at least one discriminator")
+        self.discriminator = (
+            discriminator
+            if copies == 1
+            else nn.ModuleList(
+                [discriminator, *(copy.deepcopy(discriminator) for _ in range(copies - 1))]
+            )
+        )
         self.generator_loss = generator_loss
         self.feature_matching = feature_matching
         self.metrics: dict[str, Tensor] = {}
 
-    def discriminator_loss(self, fake: Tensor, real: Tensor) -> Tensor:
+    @property
+    def copies(self) -> int:
+        return len(self.discriminator) if isinstance(self.discriminator, nn.ModuleList) else 1
+
+    def judge(self, index: int = 0) -> nn.Module:
+        """The discriminator of bandwidth `index` (the only one when there is one)."""
+        return self.discriminator[index] if self.copies > 1 else self.discriminator
+
+    def discriminator_loss(self, fake: Tensor, real: Tensor, index: int = 0) -> Tensor:
         """Hinge loss to train the discriminator; `fake` is detached here.
 
         Args:
@@ -162,8 +186,8 @@ class AdversarialLoss(nn.Module):
             scalar loss; its gradient reaches only the discriminator. `metrics` then holds
             the mean real and fake logits and the accuracy (device tensors, no sync).
         """
-        fake_logits, _ = self.discriminator(fake.detach())
-        real_logits, _ = self.discriminator(real)
+        fake_logits, _ = self.judge(index)(fake.detach())
+        real_logits, _ = self.judge(index)(real)
         self.metrics = logit_metrics(real_logits, fake_logits)
         return discriminator_hinge_loss(real_logits, fake_logits)
 
@@ -173,6 +197,7 @@ class AdversarialLoss(nn.Module):
         real: Tensor,
         optimizer: torch.optim.Optimizer,
         backward: Callable[[Tensor], None],
+        index: int = 0,
     ) -> Tensor:
         """One update of the discriminator on (fake, real); `fake` is detached here.
 
@@ -184,13 +209,13 @@ class AdversarialLoss(nn.Module):
         Returns:
             the hinge loss (detached); `metrics` holds its logit statistics.
         """
-        loss = self.discriminator_loss(fake, real)
+        loss = self.discriminator_loss(fake, real, index)
         optimizer.zero_grad(set_to_none=True)
         backward(loss)
         optimizer.step()
         return loss.detach()
 
-    def generator_losses(self, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+    def generator_losses(self, fake: Tensor, real: Tensor, index: int = 0) -> tuple[Tensor, Tensor]:
         """Adversarial and feature matching losses of the generator.
 
         Args:
@@ -200,10 +225,11 @@ class AdversarialLoss(nn.Module):
             `(adversarial, feature_matching)` scalars; their gradients reach `fake` but not the
             discriminator's parameters.
         """
-        with _frozen(self.discriminator):
-            fake_logits, fake_maps = self.discriminator(fake)
+        judge = self.judge(index)
+        with _frozen(judge):
+            fake_logits, fake_maps = judge(fake)
             with torch.no_grad():
-                _, real_maps = self.discriminator(real)
+                _, real_maps = judge(real)
         return (
             generator_adversarial_loss(fake_logits, self.generator_loss),
             feature_matching_loss(fake_maps, real_maps, self.feature_matching),

@@ -11,7 +11,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
 from encodec_train.convert import load_pretrained
-from encodec_train.model.checkpoint import load_weights
+from encodec_train.losses import AdversarialLoss
+from encodec_train.model.checkpoint import CheckpointMismatchError, load_weights
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 from encodec_train.training.quiet import silence_unactionable_messages
@@ -44,14 +45,28 @@ def initialize_from(module: CodecGANModule, path: str | Path) -> None:
     weights = load_pretrained(path, module.generator)
     load_weights(module.generator, weights.generator, f"init_from={path}")
     if weights.discriminator is not None:
-        load_weights(
-            module.adversarial.discriminator,
-            weights.discriminator,
-            f"init_from={path} (discriminator)",
-        )
+        load_discriminators(module.adversarial, weights.discriminator, f"init_from={path}")
     if module.ema is not None:
         module.ema.module.load_state_dict(module.generator.state_dict())
     log.info("initialised from %s", path)
+
+
+def load_discriminators(adversarial: AdversarialLoss, state: dict, source: str) -> None:
+    """Load discriminator weights saved with as many discriminators as `adversarial` holds,
+    or one discriminator's weights into each of them (fine-tuning per-bandwidth
+    discriminators from a run, or a checkpoint, that had a single one)."""
+    saved_copies = len({key.split(".")[0] for key in state if key.split(".")[0].isdigit()})
+    if saved_copies == adversarial.copies or (saved_copies == 0 and adversarial.copies == 1):
+        load_weights(adversarial.discriminator, state, f"{source} (discriminator)")
+        return
+    if saved_copies:
+        raise CheckpointMismatchError(
+            f"{source}: the checkpoint holds {saved_copies} discriminators, the run "
+            f"{adversarial.copies}; start with training.discriminator_per_bandwidth as it "
+            "was, or from a checkpoint with a single discriminator"
+        )
+    for index in range(adversarial.copies):
+        load_weights(adversarial.judge(index), state, f"{source} (discriminator {index})")
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:

@@ -166,7 +166,7 @@ class TrainingHealth(PeriodicProbe):
             self._distance = MelDistance(pl_module.generator.sample_rate)
         report = probe_health(
             pl_module.evaluation_generator(),
-            pl_module.adversarial.discriminator,
+            pl_module.adversarial.judge(-1),  # judges the highest bandwidth, as the probe
             self._reference.to(pl_module.device),
             step,
             self._distance,

@@ -34,10 +34,14 @@ class StepPlan:
     Attributes:
         n_q: codebooks used (from the drawn bandwidth, or drawn directly).
         update_discriminator: whether the discriminator trains this step.
+        bandwidth_index: the drawn bandwidth's index in `target_bandwidths` (0 when the
+            number of codebooks is drawn directly): which discriminator judges this step
+            when there is one per bandwidth.
     """
 
     n_q: int
     update_discriminator: bool
+    bandwidth_index: int = 0
 
 
 class CodecGANModule(L.LightningModule):
@@ -58,6 +62,9 @@ class CodecGANModule(L.LightningModule):
         seed: seeds the bandwidth and discriminator draws, identical on every rank.
         generator_grad_clip, discriminator_grad_clip: max gradient norm (None: no clipping).
         ema_decay: keep an EMA of the generator weights for validation and export (None: off).
+        discriminator_per_bandwidth: one discriminator per target bandwidth, all starting
+            from `discriminator`'s weights; each step evaluates and trains only the drawn
+            bandwidth's (paper §3.4). Needs `bandwidth_sampling="target_bandwidths"`.
         log_every_n_steps: how often the running means of the metrics are logged.
         adversary_start_step: generator updates made before the adversarial and feature
             matching losses join the generator's objective; until then the balancer weighs
@@ -86,6 +93,7 @@ class CodecGANModule(L.LightningModule):
         ema_decay: float | None,
         log_every_n_steps: int,
         adversary_start_step: int,
+        discriminator_per_bandwidth: bool,
     ) -> None:
         super().__init__()
         if not 0.0 <= discriminator_update_prob <= 1.0:
@@ -98,7 +106,13 @@ class CodecGANModule(L.LightningModule):
             )
         self.automatic_optimization = False
         self.generator = generator
-        self.adversarial = AdversarialLoss(discriminator, generator_loss, feature_matching)
+        if discriminator_per_bandwidth and bandwidth_sampling != "target_bandwidths":
+            raise ValueError(
+                "discriminator_per_bandwidth needs bandwidth_sampling='target_bandwidths' "
+                f"(got {bandwidth_sampling!r}): a discriminator belongs to a bandwidth"
+            )
+        copies = len(generator.target_bandwidths) if discriminator_per_bandwidth else 1
+        self.adversarial = AdversarialLoss(discriminator, generator_loss, feature_matching, copies)
         self.balancer = balancer
         self.mel_loss = mel_loss
         self.generator_optimizer = generator_optimizer
@@ -134,6 +148,7 @@ class CodecGANModule(L.LightningModule):
         """This step's number of codebooks and whether the discriminator trains, both from
         the module's seeded generator (so every rank draws the same)."""
         model = self.generator
+        index = 0
         if self.bandwidth_sampling == "codebooks":
             n_q = int(torch.randint(1, model.quantizer.n_q + 1, (1,), generator=self.rng))
         else:
@@ -142,7 +157,7 @@ class CodecGANModule(L.LightningModule):
         update_discriminator = (
             float(torch.rand((), generator=self.rng)) < self.discriminator_update_prob
         )
-        return StepPlan(n_q, update_discriminator)
+        return StepPlan(n_q, update_discriminator, index)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         real, mask = batch["audio"], batch["mask"]
@@ -169,13 +184,16 @@ class CodecGANModule(L.LightningModule):
                     optimizer=discriminator_opt,
                     max_norm=self.discriminator_grad_clip,
                 ),
+                index=plan.bandwidth_index,
             )
             self.train_metrics.add(self.adversarial.metrics, "discriminator/")
             self.train_metrics.add(
                 {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
             )
 
-        losses = self.generator_objective(fake, real, adversarial=adversary_on)
+        losses = self.generator_objective(
+            fake, real, adversarial=adversary_on, index=plan.bandwidth_index
+        )
         balanced = self.balancer.combine(losses, fake)
         generator_opt.zero_grad(set_to_none=True)
         self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
@@ -188,6 +206,7 @@ class CodecGANModule(L.LightningModule):
         metrics.update({f"loss_{name}": value for name, value in losses.items()})
         metrics["loss_commitment"] = output.commitment_loss
         metrics["discriminator_updated"] = torch.tensor(float(plan.update_discriminator))
+        metrics["codebooks"] = torch.tensor(float(plan.n_q))
         self.train_metrics.add(metrics, "train/")
         self.train_metrics.add(self.balancer.metrics, "balancer/")
         self.train_metrics.add(output.metrics, "quantizer/")
@@ -195,10 +214,11 @@ class CodecGANModule(L.LightningModule):
             self._log_running_means(batch_size=real.shape[0])
 
     def generator_objective(
-        self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True
+        self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True, index: int = 0
     ) -> dict[str, torch.Tensor]:
         """The balanced losses of the generator (paper eq. 4, without the commitment term);
-        without `adversarial`, the reconstruction losses alone.
+        without `adversarial`, the reconstruction losses alone. `index`: the bandwidth whose
+        discriminator judges (when there is one per bandwidth).
 
         The target's mel spectrograms are computed once here and shared by the mel loss.
         """
@@ -209,7 +229,7 @@ class CodecGANModule(L.LightningModule):
         }
         if adversarial:
             losses["adversarial"], losses["feature_matching"] = self.adversarial.generator_losses(
-                fake, real
+                fake, real, index
             )
         return losses
 

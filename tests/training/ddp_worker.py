@@ -23,6 +23,8 @@ def main(out: Path) -> None:
         "trainer.max_steps=3",
         "trainer.max_epochs=-1",
         "trainer.limit_val_batches=0",
+        # The paper's recipes: one discriminator per bandwidth; ranks must agree on it too.
+        "training.discriminator_per_bandwidth=true",
     )
     module, trainer, _ = fit(cfg)
     torch.save(

@@ -90,6 +90,7 @@ def test_recipe_24khz_has_the_paper_hyperparameters():
     assert cfg.trainer.precision == "bf16-mixed"
     # The demo's departures stay in the demo: adversary from step 0, official init.
     assert cfg.training.adversary_start_step == 0
+    assert cfg.training.discriminator_per_bandwidth is True  # §3.4, one per bandwidth
     assert cfg.model.init == "pytorch" and cfg.discriminator.init == "pytorch"
     assert instantiate(cfg.model, _convert_="all").config == encodec_24khz().config
 

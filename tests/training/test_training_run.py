@@ -9,7 +9,7 @@ import torch
 from run_helpers import demo_config, logged_steps
 
 from encodec_train.model import EncodecModel
-from encodec_train.training.builder import fit
+from encodec_train.training.builder import build_module, fit
 from encodec_train.training.callbacks import TrainingHealth
 
 
@@ -203,3 +203,53 @@ def test_a_crash_while_writing_last_ckpt_leaves_the_previous_one_intact(
     monkeypatch.undo()
     assert last.read_bytes() == good
     assert torch.load(last, weights_only=True)["global_step"] == 1
+
+
+def _discriminator_states(module) -> list[dict[str, torch.Tensor]]:
+    adversarial = module.adversarial
+    return [adversarial.judge(i).state_dict() for i in range(adversarial.copies)]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_one_discriminator_per_bandwidth_only_the_drawn_one_learns(tmp_path, corpus):
+    """Paper §3.4: a dedicated discriminator per bandwidth, only the drawn one evaluated and
+    updated. After one step (discriminator always updated) exactly the drawn bandwidth's
+    discriminator differs from the untouched copies."""
+    cfg = demo_config(
+        tmp_path,
+        "training.discriminator_per_bandwidth=true",
+        "training.discriminator_update_prob=1",
+        "trainer.max_steps=1",
+        corpus=corpus,
+    )
+    module, _, _ = fit(cfg)
+    states = _discriminator_states(module)
+    assert len(states) == 3  # 1.5, 3 and 6 kbps
+    n_q = logged_steps(tmp_path / "run")[0]["train/codebooks"]
+    drawn = [module.generator.num_codebooks(b) for b in module.generator.target_bandwidths].index(
+        n_q
+    )
+    untouched = [i for i in range(3) if i != drawn]
+    assert _same(states[untouched[0]], states[untouched[1]])
+    assert not _same(states[drawn], states[untouched[0]])
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert any(k.startswith("adversarial.discriminator.2.") for k in checkpoint["state_dict"])
+
+
+def test_fine_tuning_per_bandwidth_discriminators_from_a_single_one(tmp_path, corpus):
+    single, _, _ = fit(demo_config(tmp_path / "single", "trainer.max_steps=1", corpus=corpus))
+    source = tmp_path / "single" / "run" / "checkpoints" / "last.ckpt"
+    module = build_module(
+        demo_config(
+            tmp_path / "tuned",
+            "training.discriminator_per_bandwidth=true",
+            f"init_from={source}",
+            corpus=corpus,
+        )
+    )
+    trained = single.adversarial.discriminator.state_dict()
+    for state in _discriminator_states(module):
+        assert _same(state, trained)
