@@ -5,10 +5,11 @@ its state dict, so a checkpoint records exactly where the stream was; after a re
 loader starts at that batch. Since batch `b` of a rank is a pure function of (seed, rank, b),
 the resumed run sees the same batches as an uninterrupted one, whatever `num_workers`.
 
-It also counts the source draws that were replaced because their file could not be read. The
-count is built where the batch is (in a loader worker) and travels with it; in a multi-rank
-run each batch's count is summed over the ranks, so every rank, rank 0 which logs included,
-holds the run's total.
+It also counts, in `BATCH_COUNTS`, the source draws that were replaced because their file could
+not be read, the mixtures rejected because they clipped, and those scaled down instead. The
+counts are built where the batch is (in a loader worker) and travel with it; in a multi-rank
+run each batch's counts are summed over the ranks, so every rank, rank 0 which logs included,
+holds the run's totals.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from encodec_train.data.dataset import MixtureDataset
-from encodec_train.data.mixing import Mixer, MixingStrategy
+from encodec_train.data.mixing import Clipping, Loudness, Mixer, MixingStrategy
 from encodec_train.data.segments import SegmentReader, ShortFiles
+
+BATCH_COUNTS = ("skipped_files", "rejected_mixtures", "scaled_mixtures")
+"""The counts each batch carries (see `MixtureDataset`), summed by the data module."""
 
 VALID_STREAM = 2**32 - 1
 """The stream of the validation batches, apart from every rank's training stream; validation
@@ -81,9 +85,12 @@ class AudioDataModule(L.LightningDataModule):
             `include_datasets`, `exclude_datasets`); the paper's s1-s4 are in
             `encodec_train/conf/data/mixture_24khz.yaml`, their one home.
         gain_db: (low, high) of the uniform random gain per source, in dB.
-        rms_db: RMS level (dBFS) every source segment is normalised to before its gain.
-        min_rms_db: quieter segments are normalised as if they were this loud.
-        peak_limit: mixtures with a higher peak are scaled down to it.
+        rms_db: RMS level (dBFS) every source is normalised to before its gain.
+        min_rms_db: quieter sources are normalised as if they were this loud.
+        peak_limit: mixtures with a higher peak have clipped.
+        loudness: measure each source's RMS over its whole "file" or its "segment".
+        clipping: "reject" clipped mixtures and draw new examples, or "scale" them down.
+        max_redraws: rounds of redrawing clipped examples before scaling them down instead.
         short_files: "pad" files shorter than a segment (masked) or "skip" them.
         valid_batches: validation batches in all, shared among the ranks.
     """
@@ -103,6 +110,9 @@ class AudioDataModule(L.LightningDataModule):
         rms_db: float = -20.0,
         min_rms_db: float = -40.0,
         peak_limit: float = 1.0,
+        loudness: Loudness = "file",
+        clipping: Clipping = "reject",
+        max_redraws: int = 10,
         short_files: ShortFiles = "pad",
         valid_batches: int = 8,
     ) -> None:
@@ -120,13 +130,16 @@ class AudioDataModule(L.LightningDataModule):
             )
         self.strategies = [MixingStrategy(**s) if isinstance(s, Mapping) else s for s in strategies]
         self.reader = SegmentReader(sample_rate, channels, segment_seconds, short_files)
-        self.mixer = Mixer(tuple(gain_db), rms_db, min_rms_db, peak_limit)
+        self.mixer = Mixer(
+            tuple(gain_db), rms_db, min_rms_db, peak_limit, loudness, clipping, max_redraws
+        )
         self.batches_consumed = 0
         """Training batches handed to the training loop so far, over the whole run."""
-        self._skipped_files = 0
-        """Replaced draws counted on the host: single-process runs and checkpoint restores."""
-        self._skipped_files_all_ranks: torch.Tensor | None = None
-        """Replaced draws summed over the ranks since the start or restore, on the device."""
+        self._counts = dict.fromkeys(BATCH_COUNTS, 0)
+        """`BATCH_COUNTS` counted on the host: single-process runs and checkpoint restores."""
+        self._counts_all_ranks: torch.Tensor | None = None
+        """int64 [len(BATCH_COUNTS)] summed over the ranks since the start or restore, on the
+        device."""
         self.train_dataset: MixtureDataset | None = None
         self.valid_dataset: MixtureDataset | None = None
 
@@ -178,45 +191,69 @@ class AudioDataModule(L.LightningDataModule):
         workers = min(self.num_workers, len(self.valid_dataset.batches))
         return DataLoader(self.valid_dataset, batch_size=None, **self._loader_options(workers))
 
+    def count(self, name: str) -> int:
+        """One of `BATCH_COUNTS` over the training batches the training loop took so far,
+        summed over all ranks (copies the counts to the host)."""
+        on_device = self._counts_all_ranks
+        extra = 0 if on_device is None else int(on_device[BATCH_COUNTS.index(name)])
+        return self._counts[name] + extra
+
     @property
     def skipped_files(self) -> int:
         """Source draws replaced because their file could not be read, in the training batches
         the training loop took so far, summed over all ranks (copies the count to the host)."""
-        on_device = self._skipped_files_all_ranks
-        return self._skipped_files + (0 if on_device is None else int(on_device))
+        return self.count("skipped_files")
+
+    @property
+    def rejected_mixtures(self) -> int:
+        """Examples rejected because they clipped (each replaced by a new one), in the training
+        batches taken so far, summed over all ranks. Of all examples drawn, the fraction
+        rejected is `rejected / (batches_consumed * batch_size * world_size + rejected)`."""
+        return self.count("rejected_mixtures")
+
+    @property
+    def scaled_mixtures(self) -> int:
+        """Examples scaled down to the peak limit (all clipped ones under `clipping: scale`,
+        those still clipped after `max_redraws` under `reject`), summed over all ranks."""
+        return self.count("scaled_mixtures")
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Count each training batch as the training loop takes it (this hook runs once per
-        batch consumed, after any prefetching), and take `skipped_files` out of the batch.
+        batch consumed, after any prefetching), and take `BATCH_COUNTS` out of the batch.
 
-        Draws replaced in validation batches, or in batches prefetched but never trained on,
-        are not counted (their files' warnings are printed all the same)."""
-        skipped_files = batch.pop("skipped_files")
+        Draws replaced or rejected in validation batches, or in batches prefetched but never
+        trained on, are not counted (their files' warnings are printed all the same)."""
+        counts = [batch.pop(name) for name in BATCH_COUNTS]
         if self.trainer.training:
             self.batches_consumed += 1
-            self._count_skipped_files(skipped_files)
+            self._add_counts(counts)
         return batch
 
-    def _count_skipped_files(self, count: int) -> None:
-        """Add one training batch's replaced draws; with several ranks, sum them over the ranks.
+    def _add_counts(self, counts: list[int]) -> None:
+        """Add one training batch's `BATCH_COUNTS`; with several ranks, sum them over the ranks.
 
         Every rank takes its training batches in step (DDP needs it), so the all-reduce of one
-        scalar per batch meets its peers. It is queued on the device and waited for by nobody:
-        the host only syncs when `skipped_files` is read."""
+        small vector per batch meets its peers. It is queued on the device and waited for by
+        nobody: the host only syncs when a count is read."""
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         if not distributed or self.trainer.world_size == 1:
-            self._skipped_files += count
+            for name, count in zip(BATCH_COUNTS, counts, strict=True):
+                self._counts[name] += count
             return
-        counts = torch.full((), count, dtype=torch.int64, device=self.trainer.strategy.root_device)
-        torch.distributed.all_reduce(counts)
-        total = self._skipped_files_all_ranks
-        self._skipped_files_all_ranks = counts if total is None else total + counts
+        device = self.trainer.strategy.root_device
+        summed = torch.tensor(counts, dtype=torch.int64, device=device)
+        torch.distributed.all_reduce(summed)
+        total = self._counts_all_ranks
+        self._counts_all_ranks = summed if total is None else total + summed
 
     def state_dict(self) -> dict[str, int]:
-        return {"batches_consumed": self.batches_consumed, "skipped_files": self.skipped_files}
+        return {"batches_consumed": self.batches_consumed} | {
+            name: self.count(name) for name in BATCH_COUNTS
+        }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.batches_consumed = state_dict["batches_consumed"]
-        # Every rank restores the total of all ranks that rank 0 saved.
-        self._skipped_files = state_dict["skipped_files"]
-        self._skipped_files_all_ranks = None
+        # Every rank restores the totals of all ranks that rank 0 saved; checkpoints written
+        # before the clipping counts existed have none.
+        self._counts = {name: state_dict.get(name, 0) for name in BATCH_COUNTS}
+        self._counts_all_ranks = None

@@ -4,14 +4,16 @@ Each example of a batch draws a strategy, which names how many sources to mix an
 may serve as sources (a pool, defined by manifest `domain` / `dataset` filters). Within a pool a
 file is drawn with probability proportional to `duration * weight`, so every second of audio is
 equally likely (times the file's weight) whatever the file lengths. Each source is normalised to
-a fixed RMS over its segment, given a random gain, and the sources are summed; a mixture whose
-peak exceeds the limit is scaled down as a whole.
+a fixed RMS (measured over its whole file, or over its segment), given a random gain, and the
+sources are summed; a mixture whose peak exceeds the limit is rejected (the dataset draws a new
+example) or scaled down as a whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -149,29 +151,53 @@ def _check_domains(strategy: MixingStrategy) -> None:
             )
 
 
+Loudness = Literal["file", "segment"]
+Clipping = Literal["reject", "scale"]
+
+
 @dataclass(frozen=True)
 class Mixer:
-    """Normalises sources, applies random gains and sums them into examples.
+    """Normalises sources, applies random gains, sums them into examples and handles clipping.
 
     Args:
         gain_db: (low, high) of the uniform random gain of each source, in dB.
-        rms_db: RMS level, in dB relative to full scale, that every source segment is
-            normalised to before its gain.
-        min_rms_db: segments quieter than this are normalised as if they were this loud, so that
+        rms_db: RMS level, in dB relative to full scale, that every source is normalised to
+            before its gain.
+        min_rms_db: sources quieter than this are normalised as if they were this loud, so that
             near-silence is not amplified into loud noise.
-        peak_limit: a mixture whose peak exceeds this is scaled down to it.
+        peak_limit: a mixture whose peak exceeds this has clipped.
+        loudness: what a source's RMS is measured over: its whole "file" (the paper, Sec. 4.1:
+            quiet passages stay quiet) or the "segment" read (every segment equally loud).
+        clipping: what becomes of a clipped mixture: "reject" it and draw a new example (the
+            paper), or "scale" it down to `peak_limit`.
+        max_redraws: with "reject", rounds of redrawing before the examples still clipped are
+            scaled down instead (so a corpus that always clips cannot stall the loader).
     """
 
     gain_db: tuple[float, float] = (-10.0, 6.0)
     rms_db: float = -20.0
     min_rms_db: float = -40.0
     peak_limit: float = 1.0
+    loudness: Loudness = "file"
+    clipping: Clipping = "reject"
+    max_redraws: int = 10
 
     def __post_init__(self) -> None:
         if not self.gain_db[0] <= self.gain_db[1]:
             raise ValueError(f"gain_db must be (low, high) with low <= high, got {self.gain_db}")
         if self.peak_limit <= 0:
             raise ValueError(f"peak_limit must be positive, got {self.peak_limit}")
+        if self.loudness not in ("file", "segment"):
+            raise ValueError(f"loudness must be 'file' or 'segment', got {self.loudness!r}")
+        if self.clipping not in ("reject", "scale"):
+            raise ValueError(f"clipping must be 'reject' or 'scale', got {self.clipping!r}")
+        if self.max_redraws < 0:
+            raise ValueError(f"max_redraws must be >= 0, got {self.max_redraws}")
+
+    @property
+    def redraws(self) -> int:
+        """Rounds of redrawing clipped examples: `max_redraws` when rejecting, else none."""
+        return self.max_redraws if self.clipping == "reject" else 0
 
     def draw_gains(self, rng: np.random.Generator, count: int) -> torch.Tensor:
         """float32 [count] gains in dB, uniform in `gain_db`."""
@@ -184,8 +210,9 @@ class Mixer:
         example: torch.Tensor,
         gains_db: torch.Tensor,
         batch_size: int,
+        file_rms: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalise, gain and sum sources into examples.
+        """Normalise, gain and sum sources into examples (which may clip: see `clipped`).
 
         Args:
             sources: float32 [sources, channels, time], zero after each source's valid part.
@@ -193,22 +220,37 @@ class Mixer:
             example: int64 [sources], the example each source belongs to.
             gains_db: float32 [sources], each source's gain.
             batch_size: number of examples.
+            file_rms: float32 [sources], the RMS of each source's whole file; needed when
+                `loudness` is "file", unused otherwise.
 
         Returns:
             audio: float32 [batch, channels, time].
             mask: float32 [batch, 1, time], 1 where any source of the example is real audio.
         """
         channels, time = sources.shape[1:]
-        # The padding is zero, so the sum over all samples is the sum over the valid ones.
-        power = sources.square().sum(dim=(1, 2)) / (valid.clamp(min=1) * channels)
-        rms = power.sqrt().clamp(min=10 ** (self.min_rms_db / 20))
+        if self.loudness == "file":
+            if file_rms is None:
+                raise ValueError("loudness 'file' needs each source's file_rms")
+            rms = file_rms
+        else:
+            # The padding is zero, so the sum over all samples is the sum over the valid ones.
+            rms = (sources.square().sum(dim=(1, 2)) / (valid.clamp(min=1) * channels)).sqrt()
+        rms = rms.clamp(min=10 ** (self.min_rms_db / 20))
         scale = 10 ** ((self.rms_db + gains_db) / 20) / rms
         audio = torch.zeros(batch_size, channels, time)
         audio.index_add_(0, example, sources * scale[:, None, None])
-        peak = audio.abs().amax(dim=(1, 2))
-        audio *= (self.peak_limit / peak).clamp(max=1.0)[:, None, None]
         length = torch.zeros(batch_size, dtype=torch.int64).scatter_reduce_(
             0, example, valid, reduce="amax"
         )
         mask = (torch.arange(time) < length[:, None]).to(torch.float32)[:, None, :]
         return audio, mask
+
+    def clipped(self, audio: torch.Tensor) -> torch.Tensor:
+        """bool [batch]: the examples of float32 [batch, channels, time] peaking above the limit."""
+        return audio.abs().amax(dim=(1, 2)) > self.peak_limit
+
+    def limit(self, audio: torch.Tensor) -> torch.Tensor:
+        """Scale each clipped example of [batch, channels, time] down to `peak_limit` as a whole
+        (no hard clipping, relative levels kept); the others are returned unchanged."""
+        peak = audio.abs().amax(dim=(1, 2))
+        return audio * (self.peak_limit / peak).clamp(max=1.0)[:, None, None]

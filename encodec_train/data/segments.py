@@ -166,6 +166,31 @@ class SegmentReader:
             audio = buffer.T
         return RawSegment(audio, f.samplerate, valid)
 
+    def file_rms(self, path: str) -> float:
+        """The RMS of the whole file over all its samples and channels, downmixed as a segment
+        would be (a mono file repeated to stereo keeps its RMS); at the file's own rate.
+
+        Decodes the file once, in blocks, so a long file costs no more memory than a block.
+
+        Raises:
+            SegmentError: the file cannot be opened or decoded, or holds no audio.
+        """
+        total, count = 0.0, 0
+        try:
+            with sf.SoundFile(path) as f:
+                downmix = np.full(f.channels, 1 / f.channels, dtype=np.float32)
+                for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                    if self.channels == 1 and f.channels > 1:
+                        block = block @ downmix
+                    values = block.ravel()
+                    total += float(values @ values)
+                    count += values.size
+        except (OSError, sf.SoundFileError) as e:
+            raise SegmentError(f"{path}: {e}") from e
+        if count == 0:
+            raise SegmentError(f"{path}: no audio frames")
+        return math.sqrt(total / count)
+
     def resample(self, segments: list[RawSegment]) -> tuple[torch.Tensor, torch.Tensor]:
         """Resample and crop segments to the model's format, one convolution per source rate.
 

@@ -260,3 +260,24 @@ def test_every_rank_reports_the_skips_of_all_ranks(garbage_manifest, tmp_path):
     assert min(per_rank) > 0  # both ranks met the bad file: rank 0 alone would under-count
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == sum(per_rank)
+
+
+# --- clipped mixtures: the counts the training loop can log ---
+
+
+def test_clipping_counts_reach_the_data_module_and_its_checkpoint(manifests, tmp_path):
+    # At 0 dBFS RMS (sine peaks at +3 dB) most mixtures clip: rejections and fallbacks happen.
+    options = {"rms_db": 0.0, "max_redraws": 1}
+    data = datamodule(manifests, **options)
+    fit(data, tmp_path, 5)
+    dataset = datamodule(manifests, **options)._dataset([manifests["train"]], 0)
+    per_batch = [dataset.batch(b) for b in range(5)]
+    rejected = sum(b["rejected_mixtures"] for b in per_batch)
+    scaled = sum(b["scaled_mixtures"] for b in per_batch)
+    assert rejected > 0 and scaled > 0
+    assert (data.rejected_mixtures, data.scaled_mixtures) == (rejected, scaled)
+    state = data.state_dict()
+    assert (state["rejected_mixtures"], state["scaled_mixtures"]) == (rejected, scaled)
+    restored = datamodule(manifests)
+    restored.load_state_dict(state)
+    assert (restored.rejected_mixtures, restored.scaled_mixtures) == (rejected, scaled)

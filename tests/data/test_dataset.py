@@ -1,6 +1,7 @@
 """The batch stream: reproducible per (seed, rank, batch), resumable, robust to bad files."""
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from encodec_train.data.dataset import Corpus, MixtureDataset
 from encodec_train.data.manifest import ManifestEntry, write_manifest
-from encodec_train.data.mixing import Mixer
+from encodec_train.data.mixing import Mixer, MixingStrategy
 from encodec_train.data.segments import SegmentReader
 
 SAMPLE_RATE = 8000
@@ -133,3 +134,121 @@ def test_short_files_are_padded_and_masked(tmp_path):
 def test_missing_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.jsonl"):
         Corpus.load([tmp_path / "nowhere.jsonl"])
+
+
+# --- paper §4.1: loudness per file, clipped mixtures rejected ---
+
+ONE_SOURCE = [MixingStrategy("one", 1.0, 1)]
+
+
+def write_one_file(root: Path, audio: np.ndarray) -> Path:
+    """A manifest of one mono float WAV at the model's rate (no resampling, exact values)."""
+    sf.write(root / "one.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+    entry = ManifestEntry("one.wav", len(audio) / SAMPLE_RATE, SAMPLE_RATE, 1, "speech", "x")
+    return write_manifest([entry], root / "one.jsonl")
+
+
+def one_file_dataset(manifest: Path, mixer: Mixer, batch_size: int) -> MixtureDataset:
+    reader = SegmentReader(SAMPLE_RATE, 1, segment_seconds=0.5)
+    return MixtureDataset.from_manifests([manifest], reader, mixer, ONE_SOURCE, batch_size, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def square_wave(tmp_path_factory) -> Path:
+    """2 s of a +-0.5 square wave: RMS = peak, over any segment and over the file."""
+    samples = np.arange(2 * SAMPLE_RATE)
+    return write_one_file(tmp_path_factory.mktemp("square"), np.where(samples // 10 % 2, 0.5, -0.5))
+
+
+@pytest.mark.parametrize("loudness", ["file", "segment"])
+def test_clipped_mixtures_are_rejected_and_redrawn_at_the_computed_rate(square_wave, loudness):
+    # Normalised to 0 dBFS RMS, a square wave peaks at 10 ** (gain / 20): it clips exactly when
+    # its gain, uniform in [-10, 6] dB, is above 0, so with probability p = 6 / 16. Each example
+    # is rejected once with probability p, twice with p^2 (two redraws allowed), and is still
+    # clipped after both redraws, so scaled, with probability p^3.
+    p, redraws, batches, batch_size = 6 / 16, 2, 20, 64
+    mixer = Mixer(rms_db=0.0, loudness=loudness, clipping="reject", max_redraws=redraws)
+    dataset = one_file_dataset(square_wave, mixer, batch_size)
+    built = [dataset.batch(b) for b in range(batches)]
+    n = batches * batch_size
+    rejected = np.array([b["rejected_mixtures"] for b in built]).sum()
+    scaled = np.array([b["scaled_mixtures"] for b in built]).sum()
+    mean, var = p + p**2, p + 3 * p**2 - (p + p**2) ** 2  # rejections per example: 0, 1 or 2
+    assert abs(rejected / n - mean) < 5 * math.sqrt(var / n)
+    assert abs(scaled / n - p**3) < 5 * math.sqrt(p**3 * (1 - p**3) / n)
+    peaks = torch.cat([b["audio"].abs().amax(dim=(1, 2)) for b in built])
+    assert peaks.max() <= 1.0 + 1e-6
+    # Accepted examples are untouched (peak 10 ** (gain / 20) < 1); only the scaled reach 1.
+    assert int((peaks > 1 - 1e-6).sum()) == scaled
+
+
+def test_scale_mode_scales_every_clipped_mixture_and_rejects_none(square_wave):
+    p, batches, batch_size = 6 / 16, 10, 64
+    dataset = one_file_dataset(square_wave, Mixer(rms_db=0.0, clipping="scale"), batch_size)
+    built = [dataset.batch(b) for b in range(batches)]
+    n = batches * batch_size
+    assert sum(b["rejected_mixtures"] for b in built) == 0
+    scaled = sum(b["scaled_mixtures"] for b in built)
+    assert abs(scaled / n - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+def test_a_batch_without_clipping_is_the_same_whether_rejecting_or_scaling(manifest):
+    reader = SegmentReader(SAMPLE_RATE, 1, segment_seconds=0.5)
+    batches = {}
+    for clipping in ("reject", "scale"):
+        dataset = MixtureDataset.from_manifests(
+            [manifest], reader, Mixer(clipping=clipping), PAPER_STRATEGIES, 4, 0, 0
+        )
+        batches[clipping] = [dataset.batch(b) for b in range(3)]
+        assert all(b["rejected_mixtures"] == b["scaled_mixtures"] == 0 for b in batches[clipping])
+    assert_same(batches["reject"], batches["scale"])
+
+
+@pytest.fixture(scope="module")
+def loud_then_quiet(tmp_path_factory) -> tuple[Path, float]:
+    """10 s: 5 s of a sine with RMS 0.1 (-20 dBFS), then 5 s with RMS 0.01 (-40 dBFS). 200 Hz
+    at 8 kHz: every 0.5 s segment within a half holds whole cycles, so its RMS is exact.
+    Returns the manifest and the file's RMS, computed here from the samples."""
+    t = np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE
+    amplitude = np.where(t < 5, 0.1, 0.01) * math.sqrt(2)
+    audio = (amplitude * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    file_rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    return write_one_file(tmp_path_factory.mktemp("halves"), audio), file_rms
+
+
+def example_rms(loudness: str, manifest: Path) -> np.ndarray:
+    mixer = Mixer(gain_db=(0.0, 0.0), rms_db=-20.0, min_rms_db=-60.0, loudness=loudness)
+    dataset = one_file_dataset(manifest, mixer, 32)
+    audio = torch.cat([dataset.batch(b)["audio"] for b in range(4)])
+    return audio.square().mean(dim=(1, 2)).sqrt().numpy()
+
+
+def test_file_loudness_keeps_quiet_passages_quiet(loud_then_quiet):
+    manifest, file_rms = loud_then_quiet
+    levels = example_rms("file", manifest)
+    # One scale for the whole file, 0.1 / file RMS: the halves keep their 20 dB difference.
+    scale = 0.1 / file_rms
+    in_quiet_half = np.isclose(levels, 0.01 * scale, rtol=1e-3)
+    in_loud_half = np.isclose(levels, 0.1 * scale, rtol=1e-3)
+    assert in_quiet_half.sum() > 20 and in_loud_half.sum() > 20  # of 128; each half ~47%
+    assert levels.min() == pytest.approx(0.01 * scale, rel=1e-3)
+    assert levels.max() == pytest.approx(0.1 * scale, rel=1e-3)
+
+
+def test_segment_loudness_boosts_quiet_passages(loud_then_quiet):
+    manifest, _ = loud_then_quiet
+    # Every segment, from the -40 dBFS half too, comes out at -20 dBFS.
+    np.testing.assert_allclose(example_rms("segment", manifest), 0.1, rtol=1e-3)
+
+
+def test_file_rms_is_computed_once_per_file_and_process(loud_then_quiet, monkeypatch):
+    manifest, file_rms = loud_then_quiet
+    reader = SegmentReader(SAMPLE_RATE, 1, segment_seconds=0.5)
+    calls = []
+    original = reader.file_rms
+    monkeypatch.setattr(reader, "file_rms", lambda path: calls.append(path) or original(path))
+    dataset = MixtureDataset.from_manifests([manifest], reader, Mixer(), ONE_SOURCE, 8, 0, 0)
+    for b in range(3):
+        dataset.batch(b)
+    assert len(calls) == 1
+    assert dataset._file_rms[0] == pytest.approx(file_rms, rel=1e-5)

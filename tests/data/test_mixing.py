@@ -130,7 +130,7 @@ def mix_one_each(mixer: Mixer, sources: list[torch.Tensor], gains_db: list[float
 
 
 def test_each_source_is_normalised_to_the_rms_level_then_gained():
-    mixer = Mixer(rms_db=-20.0)
+    mixer = Mixer(rms_db=-20.0, loudness="segment")
     # Sines of amplitude 0.05 and 0.8 (RMS -29.0 and -4.9 dBFS) both come out at -20 dB + gain.
     audio, mask = mix_one_each(mixer, [sine(0.05), sine(0.8), sine(0.3)], [0.0, 6.0, -10.0])
     assert [rms_db(a) for a in audio] == pytest.approx([-20.0, -14.0, -30.0], abs=1e-3)
@@ -142,7 +142,9 @@ def test_each_source_is_normalised_to_the_rms_level_then_gained():
 def test_rms_is_measured_on_the_valid_part_only():
     source = sine(0.2)
     source[:, 2400:] = 0  # padding
-    audio, mask = mix_one_each(Mixer(rms_db=-20.0), [source], [0.0], valid=[2400])
+    audio, mask = mix_one_each(
+        Mixer(rms_db=-20.0, loudness="segment"), [source], [0.0], valid=[2400]
+    )
     assert rms_db(audio[0, :, :2400]) == pytest.approx(-20.0, abs=1e-3)
     assert mask[0, 0, :2400].eq(1).all() and mask[0, 0, 2400:].eq(0).all()
 
@@ -150,12 +152,14 @@ def test_rms_is_measured_on_the_valid_part_only():
 def test_near_silence_is_not_amplified_past_the_floor():
     # RMS -63 dBFS is treated as the -40 dBFS floor: +20 dB brings it to -43 dBFS.
     quiet = sine(10 ** (-60 / 20))
-    audio, _ = mix_one_each(Mixer(rms_db=-20.0, min_rms_db=-40.0), [quiet], [0.0])
+    audio, _ = mix_one_each(
+        Mixer(rms_db=-20.0, min_rms_db=-40.0, loudness="segment"), [quiet], [0.0]
+    )
     assert rms_db(audio[0]) == pytest.approx(-63.0103 + 20.0, abs=1e-3)
 
 
 def test_sources_sum_and_a_clipping_mixture_is_scaled_to_the_peak_limit():
-    mixer = Mixer(rms_db=-10.0, peak_limit=0.9)
+    mixer = Mixer(rms_db=-10.0, peak_limit=0.9, loudness="segment")
     a, b = sine(0.3), sine(0.5)  # in phase
     # Each at -10 + 6 = -4 dBFS RMS: peak 10**(-4/20) * sqrt(2) = 0.892; summed 1.785 > 0.9.
     audio, mask = mixer.mix(
@@ -165,6 +169,8 @@ def test_sources_sum_and_a_clipping_mixture_is_scaled_to_the_peak_limit():
         torch.tensor([6.0, 6.0, -10.0]),
         2,
     )
+    assert mixer.clipped(audio).tolist() == [True, False]
+    audio = mixer.limit(audio)
     assert audio[0].abs().max().item() == pytest.approx(0.9, rel=1e-5)
     torch.testing.assert_close(audio[0] / audio[0].abs().max(), a / a.abs().max())
     # The quiet example is below the limit and untouched: -20 dBFS.
@@ -179,3 +185,31 @@ def test_gains_are_uniform_over_the_configured_range():
     # Uniform on [-10, 6]: mean -2, standard deviation 16 / sqrt(12).
     assert gains.mean().item() == pytest.approx(-2.0, abs=5 * 16 / math.sqrt(12 * 20000))
     assert gains.std().item() == pytest.approx(16 / math.sqrt(12), rel=0.02)
+
+
+def test_file_loudness_scales_each_source_by_its_file_rms():
+    mixer = Mixer(rms_db=-20.0, loudness="file")
+    # Same segment, two files: one whose whole is as loud as the segment, one 10x louder.
+    source = sine(0.1 * math.sqrt(2))  # RMS 0.1
+    stacked = torch.stack([source, source])
+    audio, _ = mixer.mix(
+        stacked,
+        torch.full((2,), 4800),
+        torch.arange(2),
+        torch.tensor([0.0, -6.0]),
+        2,
+        file_rms=torch.tensor([0.1, 1.0]),
+    )
+    # 0.1 x 10 ** (-20 / 20) / 0.1 and 0.1 x 10 ** (-26 / 20) / 1.0.
+    assert [rms_db(a) for a in audio] == pytest.approx([-20.0, -46.0], abs=1e-3)
+    with pytest.raises(ValueError, match="file_rms"):
+        mixer.mix(stacked, torch.full((2,), 4800), torch.arange(2), torch.zeros(2), 2)
+
+
+def test_bad_loudness_or_clipping_is_refused():
+    with pytest.raises(ValueError, match="loudness"):
+        Mixer(loudness="track")
+    with pytest.raises(ValueError, match="clipping"):
+        Mixer(clipping="clip")
+    with pytest.raises(ValueError, match="max_redraws"):
+        Mixer(max_redraws=-1)

@@ -127,3 +127,22 @@ def test_channel_count_that_cannot_be_mapped_is_refused(tmp_path):
     sf.write(path, np.zeros((24000, 6), dtype=np.float32), 24000)
     with pytest.raises(SegmentError, match="cannot map 6 channels to 2"):
         SegmentReader(24000, 2).read(str(path), 0.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_file_rms_covers_the_whole_file_as_the_model_hears_it(tmp_path, channels):
+    # Left: 3 s of a sine, right: silence. Downmixed to mono the file is the sine halved; in
+    # stereo it is the sine's power spread over two channels. The file is longer than a block.
+    left = tone(440.0, 3.0, 44100, amplitude=0.5)
+    path = tmp_path / "half.wav"
+    sf.write(path, np.stack([left, np.zeros_like(left)], axis=1), 44100, subtype="FLOAT")
+    power = np.mean(left.astype(np.float64) ** 2)
+    expected = np.sqrt(power / 4) if channels == 1 else np.sqrt(power / 2)
+    assert SegmentReader(24000, channels).file_rms(str(path)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_file_rms_of_an_unreadable_file_is_a_segment_error(tmp_path):
+    path = tmp_path / "garbage.flac"
+    path.write_bytes(b"\x00garbage" * 512)
+    with pytest.raises(SegmentError, match="garbage.flac"):
+        SegmentReader(24000, 1).file_rms(str(path))
