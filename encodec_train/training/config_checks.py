@@ -22,10 +22,9 @@ class ConfigError(ValueError):
 
 
 def check_model(model: DictConfig) -> None:
-    """Bandwidths, channels and codebook size that the codec can honour (the model's own
-    bandwidth arithmetic, with the config key in the message)."""
-    if model.channels not in (1, 2):
-        raise ConfigError(f"model.channels={model.channels}: EnCodec models are mono or stereo")
+    """Bandwidths and codebook size that the codec can honour, checked by the model's own
+    bandwidth arithmetic before the demo corpus is written, with the config key in the
+    message (everything else the model refuses, it refuses when built, before training)."""
     try:
         bits_per_code(model.codebook_size)
     except ValueError as error:
