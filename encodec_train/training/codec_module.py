@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
@@ -295,6 +296,10 @@ class CodecGANModule(L.LightningModule):
         """Everything beyond the networks and optimizers that an exact resume needs, and the
         model config so `EncodecModel.from_checkpoint` needs no config files."""
         checkpoint["model_config"] = self.generator.config
+        # The W&B run this checkpoint belongs to, so a resume continues it.
+        checkpoint["wandb_run_id"] = (
+            self.logger.version if isinstance(self.logger, WandbLogger) else None
+        )
         checkpoint["rng_states"] = capture_rng_states(self.rng)
         if self.ema is not None:
             checkpoint["generator_ema"] = self.ema.state_dict()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+import uuid
 from importlib import metadata
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -73,3 +75,23 @@ def remove_if_empty(run_dir: str | Path) -> None:
     path = Path(run_dir)
     if path.is_dir() and not any(path.iterdir()):
         path.rmdir()
+
+
+def run_id(run_dir: str | Path) -> str | None:
+    """The run's id for W&B: created once (by the main rank) in `<run_dir>/run_id` and read
+    back by every restart, requeue and resume, so they all continue the same W&B run; two
+    runs that share a `run_name` in different folders get different ids. None on the other
+    ranks before the main rank wrote it (they log nothing)."""
+    path = Path(run_dir) / "run_id"
+    if path.exists():
+        return path.read_text().strip()
+    if rank_zero_only.rank != 0:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    identifier = uuid.uuid4().hex[:12]
+    path.write_text(identifier + "\n")
+    return identifier
+
+
+# `${run_id:${run_dir}}` in the logger configs.
+OmegaConf.register_new_resolver("run_id", run_id, replace=True)

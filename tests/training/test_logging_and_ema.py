@@ -63,13 +63,25 @@ def test_wandb_offline_run_needs_no_network(tmp_path, corpus, monkeypatch):
             tmp_path, "logger=wandb", "trainer.max_steps=2", "run_name=offline", corpus=corpus
         )
     )
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*-offline"))
-    assert len(runs) == 1, list((tmp_path / "run").rglob("*"))[:20]
-    assert any(runs[0].glob("*.wandb"))
-    assert "train/loss_mel" in module.last_logged
     import wandb
 
     wandb.finish()
+    run_id = (tmp_path / "run" / "run_id").read_text().strip()
+    assert run_id != "offline" and len(run_id) == 12  # not the run name, which others share
+    runs = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(runs) == 1, list((tmp_path / "run").rglob("*"))[:20]
+    assert any(runs[0].glob("*.wandb"))
+    assert "train/loss_mel" in module.last_logged
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["wandb_run_id"] == run_id
+    # The resume continues the same W&B run id.
+    fit(
+        demo_config(
+            tmp_path, "logger=wandb", "trainer.max_steps=3", "run_name=offline", corpus=corpus
+        )
+    )
+    wandb.finish()
+    assert len(list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))) == 2
 
 
 class ParameterRecorder(L.Callback):
