@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from encodec_train.data.dataset import MixtureDataset
 from encodec_train.data.mixing import Clipping, Loudness, Mixer, MixingStrategy
+from encodec_train.data.reverb import Reverb
 from encodec_train.data.segments import SegmentReader, ShortFiles
 
 BATCH_COUNTS = ("skipped_files", "rejected_mixtures", "scaled_mixtures")
@@ -91,6 +92,11 @@ class AudioDataModule(L.LightningDataModule):
         loudness: measure each source's RMS over its whole "file" or its "segment".
         clipping: "reject" clipped mixtures and draw new examples, or "scale" them down.
         max_redraws: rounds of redrawing clipped examples before scaling them down instead.
+        reverb_probability: chance that an example is reverberated (never one music source
+            alone); 0 for no reverberation.
+        impulse_responses: the impulse-response manifest (`{"path", "rt60"}` lines), needed
+            when `reverb_probability` > 0.
+        reverb_rt60: (low, high) RT60 in seconds of the responses used.
         short_files: "pad" files shorter than a segment (masked) or "skip" them.
         valid_batches: validation batches in all, shared among the ranks.
     """
@@ -113,6 +119,9 @@ class AudioDataModule(L.LightningDataModule):
         loudness: Loudness = "file",
         clipping: Clipping = "reject",
         max_redraws: int = 10,
+        reverb_probability: float = 0.0,
+        impulse_responses: str | None = None,
+        reverb_rt60: Sequence[float] = (0.3, 1.3),
         short_files: ShortFiles = "pad",
         valid_batches: int = 8,
     ) -> None:
@@ -133,6 +142,12 @@ class AudioDataModule(L.LightningDataModule):
         self.mixer = Mixer(
             tuple(gain_db), rms_db, min_rms_db, peak_limit, loudness, clipping, max_redraws
         )
+        if reverb_probability > 0 and impulse_responses is None:
+            raise ValueError("data.reverb_probability > 0 needs data.impulse_responses")
+        self.reverb_probability = reverb_probability
+        self.impulse_responses = impulse_responses
+        self.reverb_rt60 = tuple(reverb_rt60)
+        self.reverb: Reverb | None = None
         self.batches_consumed = 0
         """Training batches handed to the training loop so far, over the whole run."""
         self._counts = dict.fromkeys(BATCH_COUNTS, 0)
@@ -145,7 +160,7 @@ class AudioDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Load the manifests and build the pools (errors name a missing manifest or a strategy
-        whose pool is empty) for this rank."""
+        whose pool is empty) for this rank, and the impulse responses when reverberating."""
         rank, world_size = 0, 1
         if self.trainer is not None:
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
@@ -158,7 +173,7 @@ class AudioDataModule(L.LightningDataModule):
     def _dataset(
         self, manifests: Sequence[str], stream: int, batches: range | None = None
     ) -> MixtureDataset:
-        return MixtureDataset.from_manifests(
+        dataset = MixtureDataset.from_manifests(
             manifests,
             self.reader,
             self.mixer,
@@ -168,6 +183,16 @@ class AudioDataModule(L.LightningDataModule):
             stream,
             batches,
         )
+        # After the audio manifests, so that a run missing everything names those first.
+        if self.reverb_probability > 0 and self.reverb is None:
+            self.reverb = Reverb.load(
+                self.impulse_responses,
+                self.reader.sample_rate,
+                self.reverb_probability,
+                self.reverb_rt60,
+            )
+        dataset.reverb = self.reverb
+        return dataset
 
     def _loader_options(self, num_workers: int) -> dict[str, Any]:
         return {

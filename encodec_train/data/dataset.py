@@ -20,6 +20,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from encodec_train.data.manifest import Manifest
 from encodec_train.data.mixing import Mixer, MixingStrategy, StrategySampler
+from encodec_train.data.reverb import Reverb
 from encodec_train.data.segments import RawSegment, SegmentError, SegmentReader
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class MixtureDataset(IterableDataset):
         seed: the run's seed.
         stream: separates streams of the same seed, e.g. the rank.
         batches: the batch indices to produce, or None for an endless stream from `start`.
+        reverb: impulse responses applied to examples with its probability (never to an
+            example of one music source alone), or None for no reverberation.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class MixtureDataset(IterableDataset):
         seed: int,
         stream: int,
         batches: range | None = None,
+        reverb: Reverb | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -109,6 +113,8 @@ class MixtureDataset(IterableDataset):
         self.seed = seed
         self.stream = stream
         self.batches = batches
+        self.reverb = reverb
+        self._music = corpus.column("domain") == "music"
         self.start = 0
         """First batch index of an endless stream; set before iterating to resume."""
         self._unreadable: dict[int, str] = {}
@@ -129,6 +135,7 @@ class MixtureDataset(IterableDataset):
         seed: int,
         stream: int,
         batches: range | None = None,
+        reverb: Reverb | None = None,
     ) -> MixtureDataset:
         """Load the manifests and build the strategies' pools over them.
 
@@ -144,7 +151,7 @@ class MixtureDataset(IterableDataset):
             corpus.column("dataset"),
             corpus.weights(reader.segment_seconds if skip_short else 0.0),
         )
-        return cls(corpus, reader, sampler, mixer, batch_size, seed, stream, batches)
+        return cls(corpus, reader, sampler, mixer, batch_size, seed, stream, batches, reverb)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -185,7 +192,8 @@ class MixtureDataset(IterableDataset):
         examples: list[int] = []
         used: list[int] = []
         skipped = 0
-        for example, (strategy, files) in enumerate(self.sampler.draw(rng, count)):
+        draws = self.sampler.draw(rng, count)
+        for example, (strategy, files) in enumerate(draws):
             for slot in range(len(files)):
                 segment, failures = self._read_or_replace(rng, strategy, files, slot)
                 skipped += failures
@@ -198,7 +206,26 @@ class MixtureDataset(IterableDataset):
         if self.mixer.loudness == "file":
             file_rms = torch.from_numpy(self._file_rms[used])
         audio, mask = self.mixer.mix(sources, valid, torch.tensor(examples), gains, count, file_rms)
+        if self.reverb is not None:
+            self._reverberate(rng, audio, mask, [files for _, files in draws])
         return audio, mask, skipped
+
+    def _reverberate(
+        self, rng: np.random.Generator, audio: torch.Tensor, mask: torch.Tensor, files: list
+    ) -> None:
+        """Convolve each example (in place) with a random impulse response, with the reverb's
+        probability, except an example of one music source alone (paper Sec. 4.1).
+
+        The draws are made for every example, so the dry examples of a batch do not depend on
+        the probability."""
+        chosen = rng.random(len(files)) < self.reverb.probability
+        responses = rng.integers(len(self.reverb), size=len(files))
+        for example, sources in enumerate(files):
+            music_alone = len(sources) == 1 and self._music[sources[0]]
+            if chosen[example] and not music_alone:
+                ir = self.reverb.response(int(responses[example]))
+                # The room's tail stays inside the example's real audio.
+                audio[example] = self.reverb.apply(audio[example], ir) * mask[example]
 
     def _read_or_replace(
         self, rng: np.random.Generator, strategy: int, files: list[int], slot: int

@@ -145,6 +145,22 @@ def _resolve(paths: np.ndarray, root: Path) -> np.ndarray:
     )
 
 
+def read_json_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line of a JSON Lines file.
+
+    Raises:
+        ManifestError: a line is not JSON (the message names the file and line).
+    """
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+
+
 class Manifest:
     """Rows of a manifest, read-only, with column access that builds no per-row objects.
 
@@ -184,19 +200,12 @@ class Manifest:
     def _load_jsonl(cls, path: Path) -> Manifest:
         rows: list[dict] = []
         line_numbers: list[int] = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ManifestError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-                error = _row_type_error(row)
-                if error:
-                    raise ManifestError(f"{path}:{number}: {error}")
-                rows.append(row)
-                line_numbers.append(number)
+        for number, row in read_json_lines(path):
+            error = _row_type_error(row)
+            if error:
+                raise ManifestError(f"{path}:{number}: {error}")
+            rows.append(row)
+            line_numbers.append(number)
         columns = _columns_from_rows(rows)
         bad = _first_bad_value(columns)
         if bad:

@@ -1,12 +1,15 @@
 """Each corpus recipe, run on a tiny fake copy of its corpus, lists exactly the right files."""
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+import soundfile
 from fake_corpora import (
     FakeCorpus,
     make_audioset,
@@ -18,6 +21,7 @@ from fake_corpora import (
 
 from encodec_train.data.manifest import Manifest
 from encodec_train.data.manifest_cli import BuildReport
+from encodec_train.data.reverb import Reverb
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -187,3 +191,28 @@ def test_a_recipe_given_a_missing_folder_prints_one_line(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert str(missing) in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dns_challenge_impulse_responses(tmp_path: Path, recipe) -> None:
+    make_dns_challenge(tmp_path / "dns")
+    rirs = tmp_path / "dns" / "datasets_fullband" / "impulse_responses"
+    rng = np.random.default_rng(0)
+    written = {}
+    for name, rt60 in [("SLR26/mediumroom/Room002-00001.wav", 0.4), ("SLR28/real_rir.wav", 0.9)]:
+        t = np.arange(round(1.5 * rt60 * 16000)) / 16000
+        response = np.exp(-t * 3 * np.log(10) / rt60) * rng.standard_normal(len(t))
+        (rirs / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(rirs / name, 0.5 * response, 16000)
+        written[name] = rt60
+    soundfile.write(rirs / "SLR28/isotropic_noise_1.wav", rng.standard_normal(16000) * 0.1, 16000)
+    out = tmp_path / "manifests" / "dns_impulse_responses.jsonl"
+    recipe("dns_challenge").build(
+        tmp_path / "dns", tmp_path / "manifests" / "dns.jsonl", impulse_responses=out
+    )
+    rows = {Path(r["path"]).name: r["rt60"] for r in map(json.loads, out.read_text().splitlines())}
+    assert "isotropic_noise_1.wav" not in rows
+    for name, rt60 in written.items():
+        assert rows[Path(name).name] == pytest.approx(rt60, rel=0.05)
+    # Relative to the manifest's folder, resolvable from there.
+    reverb = Reverb.load(out, 24000, 0.2, (0.3, 1.3))
+    assert {Path(p).name for p in reverb.paths} >= {"Room002-00001.wav", "real_rir.wav"}
