@@ -255,7 +255,14 @@ class CodecGANModule(L.LightningModule):
         self._last_log_time = now
         # Only our data module counts unreadable files (a benchmark may feed a plain loader).
         if isinstance(self.trainer.datamodule, AudioDataModule):
-            means["data/skipped_files"] = torch.tensor(float(self.trainer.datamodule.skipped_files))
+            data = self.trainer.datamodule
+            counts = {
+                "skipped_files": data.skipped_files,  # unreadable files replaced
+                "rejected_mixtures": data.rejected_mixtures,  # clipped mixtures redrawn
+                "scaled_mixtures": data.scaled_mixtures,  # still clipped after the redraws
+            }
+            for name, count in counts.items():
+                means[f"data/{name}"] = torch.tensor(float(count))
         # The one host-device sync of these metrics, every `log_every_n_steps` steps.
         values = {key: float(value) for key, value in means.items()}
         # Straight to the loggers, at the step the means end on (Lightning's own step counter

@@ -49,10 +49,13 @@ def check_model(model: DictConfig) -> None:
 
 def check_manifests(data: DictConfig) -> None:
     """Every manifest the data module will read exists; the error names every one missing."""
+    wanted = {key: list(data.get(key) or []) for key in ("train_manifests", "valid_manifests")}
+    if data.get("reverb_probability", 0) > 0:  # the impulse responses are read too
+        wanted["impulse_responses"] = [data.impulse_responses]
     missing = [
         (key, path)
-        for key in ("train_manifests", "valid_manifests")
-        for path in dict.fromkeys(data.get(key) or [])  # each path once per key, in order
+        for key, paths in wanted.items()
+        for path in dict.fromkeys(paths)  # each path once per key, in order
         if not Path(path).exists()
     ]
     if missing:

@@ -142,3 +142,10 @@ def test_missing_manifest_names_the_key_and_path(tmp_path):
     OmegaConf.update(cfg, "data.train_manifests", [str(missing)])
     with pytest.raises(ConfigError, match=rf"data\.train_manifests: manifest {missing}"):
         check_manifests(cfg.data)
+    # Reverberation (p = 0.2 in the recipe) reads the DNS impulse responses: named up front.
+    with pytest.raises(ConfigError, match=r"data\.impulse_responses: manifest .*dns_impulse"):
+        check_manifests(cfg.data)
+    OmegaConf.update(cfg, "data.reverb_probability", 0.0)
+    with pytest.raises(ConfigError) as refused:
+        check_manifests(cfg.data)
+    assert "impulse_responses" not in str(refused.value)
