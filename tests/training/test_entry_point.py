@@ -115,7 +115,14 @@ def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes
     stopped_at = torch.load(last, weights_only=True)["global_step"]
     assert 1 <= stopped_at < 1000
 
-    result = run_cli(tmp_path, corpus, f"trainer.max_steps={stopped_at + 1}")
-    assert f"trained steps {stopped_at} -> {stopped_at + 1} (resumed at step {stopped_at})" in (
-        result.stdout
+    # The same run folder and overrides, in-process: it continues from the checkpoint.
+    module, trainer, _ = fit(
+        demo_config(
+            tmp_path,
+            f"run_dir={tmp_path / 'runs'}",
+            f"trainer.max_steps={stopped_at + 1}",
+            "trainer.max_epochs=-1",
+            corpus=corpus,
+        )
     )
+    assert (module.start_step, trainer.global_step) == (stopped_at, stopped_at + 1)
