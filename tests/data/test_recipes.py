@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 from fake_corpora import (
+    PAPER_STRATEGIES,
     FakeCorpus,
     make_audioset,
     make_common_voice,
@@ -216,3 +217,14 @@ def test_dns_challenge_impulse_responses(tmp_path: Path, recipe) -> None:
     # Relative to the manifest's folder, resolvable from there.
     reverb = Reverb.load(out, 24000, 0.2, (0.3, 1.3))
     assert {Path(p).name for p in reverb.paths} >= {"Room002-00001.wav", "real_rir.wav"}
+
+
+def test_dns_noise_files_are_indexed_but_left_out_of_the_paper_mixture(recipe) -> None:
+    """The paper's general audio is AudioSet and FSD50K: the data config excludes the dataset
+    name the DNS recipe gives its noise files, from every strategy that could draw them."""
+    domain, noise_dataset = recipe("dns_challenge").FOLDERS["noise_fullband"]
+    assert domain == "general"
+    could_draw_noise = [s for s in PAPER_STRATEGIES if list(s.include_domains or []) != ["music"]]
+    assert [s.name for s in could_draw_noise] == ["s2", "s3", "s4"]
+    for strategy in could_draw_noise:
+        assert noise_dataset in strategy.exclude_datasets, strategy.name
