@@ -16,6 +16,13 @@ from encodec_train.model.bandwidth import bits_per_code
 from encodec_train.model.codebook import EuclideanCodebook
 
 
+def perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a histogram of code counts: the number of equally used codes it
+    amounts to (1: one code; the codebook size: all used equally)."""
+    probs = counts / counts.sum()
+    return torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
+
+
 @dataclass
 class QuantizerOutput:
     """What one training/eval pass of the quantizer returns.
@@ -178,10 +185,8 @@ class ResidualVectorQuantizer(nn.Module):
             quantized = codebook.decode(level_codes).view(batch, frames, dim).transpose(1, 2)
             if self.training:
                 counts, replaced = codebook.update(flat, level_codes, generator)
-                probs = counts / counts.sum()
-                entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
                 metrics[f"codebook_usage/{level}"] = (counts > 0).float().mean()
-                metrics[f"codebook_perplexity/{level}"] = entropy.exp()
+                metrics[f"codebook_perplexity/{level}"] = perplexity(counts)
                 metrics[f"codebook_replaced/{level}"] = replaced
                 losses.append(F.mse_loss(residual, quantized.detach()))
                 if self.commitment_gradient == "first_level":

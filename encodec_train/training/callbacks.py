@@ -12,7 +12,13 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
-from encodec_train.training.health import HealthCheck, HealthReport, MelDistance, probe_health
+from encodec_train.training.health import (
+    HealthCheck,
+    HealthReport,
+    MelDistance,
+    eval_mode,
+    probe_health,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +76,11 @@ class AudioExamples(PeriodicProbe):
     @torch.no_grad()
     def write(self, pl_module, step: int) -> dict[str, Path]:
         generator = pl_module.evaluation_generator()
-        was_training = generator.training
-        generator.eval()
         reference = self._reference.to(pl_module.device)
         decoded = {"reference": reference}
-        for bandwidth in generator.target_bandwidths:
-            decoded[f"{bandwidth:g}kbps"] = generator(reference, bandwidth).audio
-        generator.train(was_training)
+        with eval_mode(generator):
+            for bandwidth in generator.target_bandwidths:
+                decoded[f"{bandwidth:g}kbps"] = generator(reference, bandwidth).audio
         folder = self.output_dir / f"step_{step:07d}"
         folder.mkdir(parents=True, exist_ok=True)
         paths = {}

@@ -15,6 +15,8 @@ A codec can lower every loss while decoding the same average sound whatever it i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from encodec_train.losses import MultiScaleMelLoss
 from encodec_train.losses.adversarial import discriminator_hinge_loss, logit_metrics
+from encodec_train.model.quantizer import perplexity
 
 
 def temporal_variation(latent: Tensor) -> Tensor:
@@ -35,15 +38,19 @@ def temporal_variation(latent: Tensor) -> Tensor:
 
 
 def code_perplexity(codes: Tensor, codebook_size: int) -> Tensor:
-    """exp(entropy) of the code histogram: the number of equally used codes it amounts to.
+    """`perplexity` of the histogram of `codes` (one level's codes, any shape)."""
+    return perplexity(torch.bincount(codes.flatten(), minlength=codebook_size).float())
 
-    Args:
-        codes: integer codes of one level, any shape.
-        codebook_size: number of codes of that level.
-    """
-    counts = torch.bincount(codes.flatten(), minlength=codebook_size).float()
-    probs = counts / counts.sum()
-    return torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode for the duration (codebooks do not learn), then as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def pairwise_distances(fake_spectrograms: Tensor, real_spectrograms: Tensor) -> Tensor:
@@ -201,23 +208,21 @@ def probe_health(
         step: the training step, recorded in the report.
         distance: the mel scale distances are measured on.
     """
-    was_training = generator.training
-    generator.eval()
-    try:
+    with eval_mode(generator):
         latent = generator.encoder(audio)
         real = distance.spectrogram(audio)
-        decoded, distances = {}, {}
+        outputs, distances = {}, {}
         for bandwidth in generator.target_bandwidths:
-            decoded[bandwidth] = generator(audio, bandwidth).audio
+            outputs[bandwidth] = generator(audio, bandwidth)
             distances[bandwidth] = pairwise_distances(
-                distance.spectrogram(decoded[bandwidth]), real
+                distance.spectrogram(outputs[bandwidth].audio), real
             )
         top = generator.target_bandwidths[-1]
-        codes = generator.encode(audio, bandwidth=top)[0].codes[:, 0]
+        codes = outputs[top].frames[0].codes[:, 0]  # level 0 of the first chunk
         accuracy = hinge = None
         if discriminator is not None:
             real_logits, _ = discriminator(audio)
-            fake_logits, _ = discriminator(decoded[top])
+            fake_logits, _ = discriminator(outputs[top].audio)
             accuracy = float(logit_metrics(real_logits, fake_logits)["accuracy"])
             hinge = float(discriminator_hinge_loss(real_logits, fake_logits))
         return HealthReport(
@@ -229,5 +234,3 @@ def probe_health(
             discriminator_accuracy=accuracy,
             discriminator_loss=hinge,
         )
-    finally:
-        generator.train(was_training)
