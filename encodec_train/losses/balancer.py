@@ -121,14 +121,12 @@ class Balancer(nn.Module):
         averaged_norms = self.norm_sums / self.norm_count.clamp(min=1e-12)
         shares = self.shares * present
         scales = self.total_norm * (shares / shares.sum()) / (self.epsilon + averaged_norms)
-        combined = torch.zeros_like(output)
-        for index, name in enumerate(self.names):
-            if name in grads:
-                combined += scales[index] * grads[name]
         ratios = averaged_norms * present / (averaged_norms * present).sum()
+        combined = torch.zeros_like(output)
         self.metrics = {}
         for index, name in enumerate(self.names):
             if name in grads:
+                combined += scales[index] * grads[name]
                 self.metrics[f"ratio_{name}"] = ratios[index]
                 self.metrics[f"grad_norm_{name}"] = norms[index]
         return (output * combined.detach()).sum()
