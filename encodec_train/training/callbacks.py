@@ -12,13 +12,9 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
-from encodec_train.training.health import (
-    HealthCheck,
-    HealthReport,
-    MelDistance,
-    eval_mode,
-    probe_health,
-)
+from encodec_train.evaluation.metrics import MelDistance
+from encodec_train.training.wandb_run import WandbRunLogger
+from encodec_train.training.health import HealthCheck, HealthReport, eval_mode, probe_health
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +105,9 @@ class SaveLastOnTrainEnd(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)  # everything a resume needs
+        for logger in trainer.loggers:  # also to W&B: a preempted job leaves it behind there
+            if isinstance(logger, WandbRunLogger):
+                logger.log_checkpoint(self.path)
 
 
 class StopOnSignal(L.Callback):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from encodec_train.evaluation.metrics import MelDistance
 from encodec_train.model import EncodecModel
 from encodec_train.training.health import (
     HealthCheck,
     HealthReport,
-    MelDistance,
     code_perplexity,
     input_specificity,
     pairwise_distances,
