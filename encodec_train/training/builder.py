@@ -16,14 +16,16 @@ from encodec_train.model.checkpoint import CheckpointMismatchError, load_weights
 from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 from encodec_train.training.quiet import silence_unactionable_messages
-from encodec_train.training.run_record import record_start
+from encodec_train.training.resume import resolve_resume
+from encodec_train.training.run_record import record_start, start_record
+from encodec_train.training.wandb_run import WandbRunLogger
 
 log = logging.getLogger(__name__)
 
 
 def prepare_data(cfg: DictConfig) -> None:
     """Check the config, synthesise the demo corpus when asked, then check the manifests."""
-    check_config(cfg)
+    log.info(check_config(cfg))
     if cfg.demo_corpus:
         from encodec_train.data.synth import ensure_demo_corpus
 
@@ -83,28 +85,21 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     )
 
 
-def resolve_resume(cfg: DictConfig) -> str | None:
-    """The checkpoint to continue from: `resume=auto` picks the run's own `last.ckpt`."""
-    if cfg.resume in (None, ""):
-        return None
-    if cfg.resume == "auto":
-        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.exists() else None
-    if not Path(cfg.resume).exists():
-        raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
-    return str(cfg.resume)
-
-
 def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModule]:
     """Everything `python -m encodec_train` does before the summary: check, build, train."""
     silence_unactionable_messages()
     prepare_data(cfg)
+    checkpoint = resolve_resume(cfg)  # may move run_dir to a W&B run's folder
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
-        record_start(cfg)
+        record = start_record(cfg)
+        record_start(cfg, record)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbRunLogger):
+                logger.record_run(record)
     # Our checkpoints hold only tensors and plain data.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg), weights_only=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     return module, trainer, datamodule

@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
 from encodec_train.evaluation.metrics import MelDistance
-from encodec_train.training.wandb_run import WandbRunLogger
 from encodec_train.training.health import HealthCheck, HealthReport, eval_mode, probe_health
+from encodec_train.training.wandb_run import WandbRunLogger
 
 log = logging.getLogger(__name__)
 

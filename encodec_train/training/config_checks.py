@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 from hydra._internal.utils import _locate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth, latent_frame_rate
 
@@ -79,11 +79,67 @@ def check_training(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be ≥ 1")
 
 
-def check_config(cfg: DictConfig) -> None:
-    """All checks that need no data on disk (manifests are checked once the demo exists)."""
+def ranks(devices: object, num_nodes: int) -> int:
+    """Training processes of a run: `trainer.devices` (a count or a list of device indices)
+    times `trainer.num_nodes`."""
+    if isinstance(devices, (list, tuple, ListConfig)):
+        per_node = len(devices)
+    elif isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        per_node = devices
+    else:
+        raise ConfigError(
+            f"trainer.devices={devices!r}: give the number of devices per node (or a list of "
+            "them), so the global batch can be split over the ranks"
+        )
+    return per_node * num_nodes
+
+
+def per_rank_batch(global_batch_size: int, devices: object, num_nodes: int) -> int:
+    """The segments each rank loads per update: `training.global_batch_size` split evenly
+    over the run's ranks (an error when it does not divide)."""
+    count = ranks(devices, num_nodes)
+    if global_batch_size % count:
+        raise ConfigError(
+            f"training.global_batch_size={global_batch_size} does not divide over {count} ranks "
+            f"(trainer.devices={devices} × trainer.num_nodes={num_nodes}); choose a global "
+            "batch that is a multiple of the ranks, or set data.batch_size per rank and "
+            "training.global_batch_size=null"
+        )
+    return global_batch_size // count
+
+
+def check_batch(cfg: DictConfig) -> str:
+    """The effective batch per update, checked against `training.global_batch_size` when one
+    is set (a `data.batch_size` given per rank on the command line must still add up to it);
+    returns it in words for the start-up log and the dry run."""
+    count = ranks(cfg.trainer.devices, cfg.trainer.num_nodes)
+    wanted = cfg.training.get("global_batch_size")
+    if wanted is not None and OmegaConf.is_interpolation(cfg.data, "batch_size"):
+        per_rank_batch(wanted, cfg.trainer.devices, cfg.trainer.num_nodes)  # its own message
+    per_rank = cfg.data.batch_size
+    if wanted is not None and per_rank * count != wanted:
+        raise ConfigError(
+            f"data.batch_size={per_rank} × {count} ranks = {per_rank * count} segments per "
+            f"update, but training.global_batch_size={wanted}: drop the data.batch_size "
+            "override (it is derived from the global batch), or set "
+            f"training.global_batch_size={per_rank * count}"
+        )
+    seconds = cfg.data.segment_seconds
+    return (
+        f"effective batch: {per_rank * count} segments × {seconds:g} s per update = "
+        f"{per_rank} per rank × {count} ranks (trainer.devices={cfg.trainer.devices} × "
+        f"trainer.num_nodes={cfg.trainer.num_nodes})"
+    )
+
+
+def check_config(cfg: DictConfig) -> str:
+    """All checks that need no data on disk (manifests are checked once the demo exists);
+    returns the effective batch in words (`check_batch`)."""
+    batch = check_batch(cfg)  # first: the other checks resolve data.batch_size too
     check_types(cfg)
     check_model(cfg.model)
     check_training(cfg)
+    return batch
 
 
 def check_types(cfg: DictConfig, key: str = "") -> None:

@@ -20,19 +20,27 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 
-def record_start(cfg: DictConfig) -> Path:
-    """Write `config.yaml` (as composed), `overrides.yaml` (the command line's, when run
-    through Hydra's entry point) and `environment.yaml` (`environment()`) into the run's
-    next `starts/<n>/` folder; returns it."""
+def start_record(cfg: DictConfig) -> dict:
+    """What re-creates this start: the resolved config, the command line's overrides (when
+    run through Hydra's entry point) and `environment()`; the run folder and W&B keep it."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": overrides,
+        "environment": environment(),
+    }
+
+
+def record_start(cfg: DictConfig, record: dict) -> Path:
+    """Write `record` (`start_record`) as `config.yaml`, `overrides.yaml` and
+    `environment.yaml` into the run's next `starts/<n>/` folder; returns it."""
     starts = Path(cfg.run_dir) / "starts"
     starts.mkdir(parents=True, exist_ok=True)
     number = len([p for p in starts.iterdir() if p.is_dir() and p.name.isdigit()])
     folder = starts / str(number)
     folder.mkdir()
-    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-    (folder / "environment.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(environment())))
+    for name, value in record.items():
+        (folder / f"{name}.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(value)))
     return folder
 
 
@@ -91,7 +99,3 @@ def run_id(run_dir: str | Path) -> str | None:
     identifier = uuid.uuid4().hex[:12]
     path.write_text(identifier + "\n")
     return identifier
-
-
-# `${run_id:${run_dir}}` in the logger configs.
-OmegaConf.register_new_resolver("run_id", run_id, replace=True)
