@@ -6,7 +6,8 @@ Plain PyTorch: `from encodec_train.model import EncodecModel` works without Ligh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +21,20 @@ from encodec_train.model.checkpoint import load_weights, read_model_checkpoint
 from encodec_train.model.init import initialize_
 from encodec_train.model.quantizer import ResidualVectorQuantizer
 from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
+from encodec_train.model.streaming import (
+    StreamingDecoder,
+    StreamingEncoder,
+    StreamingLatency,
+    streaming_latency,
+)
+
+
+@dataclass
+class CodecStream:
+    """An encoder stream and a decoder stream over one model (`EncodecModel.streaming`)."""
+
+    encoder: StreamingEncoder
+    decoder: StreamingDecoder
 
 
 class EncodedFrame(NamedTuple):
@@ -133,6 +148,7 @@ class EncodecModel(nn.Module):
         self.sample_rate = sample_rate
         self.channels = channels
         self.target_bandwidths = sorted(float(b) for b in target_bandwidths)
+        self.causal = causal
         self.normalize = normalize
         self.segment_seconds = segment_seconds
         self.overlap = overlap
@@ -223,6 +239,30 @@ class EncodecModel(nn.Module):
         if len(audio) == 1:
             return audio[0]
         return linear_overlap_add(audio, self.segment_stride)
+
+    # -- streaming -----------------------------------------------------------------------
+
+    @contextmanager
+    def streaming(self, bandwidth: float | None = None) -> Iterator[CodecStream]:
+        """A fresh encoder and decoder stream (causal models only; see
+        `encodec_train.model.streaming`), closed when the block ends:
+
+            with model.streaming(bandwidth=6.0) as stream:
+                codes = stream.encoder.push(chunk)   # codes of the frames completed so far
+                audio = stream.decoder.push(codes)   # audio those codes make final
+            ...  stream.encoder.flush(), stream.decoder.flush() at the end of the signal
+
+        Each call starts from empty state; streams opened side by side share none.
+        """
+        stream = CodecStream(StreamingEncoder(self, bandwidth), StreamingDecoder(self))
+        try:
+            yield stream
+        finally:
+            stream.encoder.closed = stream.decoder.closed = True
+
+    def streaming_latency(self) -> StreamingLatency:
+        """Steady-state and start-up latency of streaming with this model."""
+        return streaming_latency(self)
 
     # -- training ------------------------------------------------------------------------
 

@@ -1,0 +1,174 @@
+"""Streaming encode/decode against the offline model on the whole signal.
+
+The offline `encode` / `decode` are the independent computation: a stream fed the signal in
+chunks of any sizes (hypothesis draws them) must give the same codes, and audio within 1e-5.
+The emission times are checked against closed forms derived from the architecture (see
+`encodec_train.model.streaming`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_equivalence import assert_codes_vary, make_audio, randomize_official_layout_
+
+from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, encodec_tiny
+from encodec_train.model.streaming import StreamingEncoder
+
+HOP = 320
+AUDIO_TOLERANCE = 1e-5
+# The last encoder conv and the first decoder conv (kernel 7 at the frame rate) reflect-pad
+# 6 frames on the left, mirroring latent frames 1..6: nothing comes out before 7 frames.
+START_FRAMES = 7
+
+
+@cache
+def tiny(pad_mode: str = "reflect") -> EncodecModel:
+    return randomize_official_layout_(encodec_tiny(pad_mode=pad_mode), seed=1)
+
+
+@cache
+def full() -> EncodecModel:
+    return randomize_official_layout_(encodec_24khz(), seed=2)
+
+
+def offline(model: EncodecModel, audio: torch.Tensor, bandwidth: float):
+    with torch.no_grad():
+        frames = model.encode(audio, bandwidth)
+        return frames[0].codes, model.decode(frames)
+
+
+def pieces(x: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    """`x` cut along its last axis into pieces of `sizes`, the rest as a last piece."""
+    bounds = [0]
+    for size in sizes:
+        bounds.append(min(bounds[-1] + size, x.shape[-1]))
+    bounds.append(x.shape[-1])
+    return [x[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def stream_codes(model, audio, bandwidth, sizes):
+    """Codes pushed chunk by chunk, then flushed; the frames out after each push."""
+    with model.streaming(bandwidth) as stream:
+        out = [stream.encoder.push(chunk) for chunk in pieces(audio, sizes)]
+        return out + [stream.encoder.flush()]
+
+
+def stream_audio(model, codes, sizes):
+    with model.streaming() as stream:
+        out = [stream.decoder.push(chunk) for chunk in pieces(codes, sizes)]
+        return out + [stream.decoder.flush()]
+
+
+def assert_stream_equals_offline(model, audio, bandwidth, sample_sizes, frame_sizes):
+    codes, decoded = offline(model, audio, bandwidth)
+    streamed = stream_codes(model, audio, bandwidth, sample_sizes)
+    assert torch.equal(torch.cat(streamed, dim=-1), codes)
+    out = torch.cat(stream_audio(model, codes, frame_sizes), dim=-1)
+    assert out.shape == decoded.shape == (audio.shape[0], 1, codes.shape[-1] * HOP)
+    assert (out - decoded).abs().max().item() <= AUDIO_TOLERANCE
+    return codes, streamed
+
+
+chunk_sizes = st.lists(st.integers(0, 900), min_size=1, max_size=12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    sizes=chunk_sizes,
+    frame_sizes=st.lists(st.integers(0, 9), max_size=8),
+    bandwidth=st.sampled_from([1.5, 3.0, 6.0]),
+    seed=st.integers(0, 3),
+)
+def test_tiny_stream_equals_offline_for_any_chunks(sizes, frame_sizes, bandwidth, seed):
+    length = max(1, sum(sizes))
+    audio = make_audio(24_000, 1, length, batch=2, seed=seed)
+    codes, streamed = assert_stream_equals_offline(tiny(), audio, bandwidth, sizes, frame_sizes)
+    assert codes.shape[-1] == -(-length // HOP)  # ceil(T / hop) frames
+    # Before the flush, frame t comes out with its last sample, once 7 frames can start.
+    received = 0
+    for chunk_size, out in zip([c.shape[-1] for c in pieces(audio, sizes)], streamed, strict=False):
+        emitted_before = (received // HOP) if received >= START_FRAMES * HOP else 0
+        received += chunk_size
+        expected = (received // HOP) if received >= START_FRAMES * HOP else 0
+        assert out.shape[-1] == expected - emitted_before
+
+
+@pytest.mark.slow
+def test_full_24khz_stream_equals_offline():
+    audio = make_audio(24_000, 1, 24_000 // 2 + 123, batch=1, seed=5)
+    sizes = [480] * 10 + [1, 319, 2000, 7]  # 20 ms chunks, then odd ones
+    for bandwidth in (1.5, 24.0):
+        codes, _ = assert_stream_equals_offline(full(), audio, bandwidth, sizes, [1, 5, 0, 3, 30])
+        assert_codes_vary(codes)
+
+
+def test_zero_padding_streams_with_one_frame_of_latency():
+    model = tiny("constant")
+    audio = make_audio(24_000, 1, 3 * HOP + 50, batch=1)
+    with model.streaming(3.0) as stream:
+        assert stream.encoder.push(audio[..., : HOP - 1]).shape[-1] == 0
+        assert stream.encoder.push(audio[..., HOP - 1 : HOP]).shape[-1] == 1
+        codes = stream.encoder.push(audio[..., HOP:])
+        assert codes.shape[-1] == 2
+        assert stream.decoder.push(codes[..., :1]).shape[-1] == HOP
+    latency = model.streaming_latency()
+    assert (latency.first_codes_samples, latency.first_audio_frames) == (HOP, 1)
+    assert latency.first_audio_ms == pytest.approx(1000 * HOP / 24_000)
+    assert_stream_equals_offline(model, audio, 3.0, [100, 700, 5], [2, 1])
+
+
+def test_latency_of_the_official_layout():
+    latency = tiny().streaming_latency()
+    assert latency.frame_samples == HOP and latency.frame_ms == pytest.approx(13.333, abs=1e-3)
+    assert latency.first_codes_samples == START_FRAMES * HOP
+    assert latency.first_audio_frames == START_FRAMES
+    assert latency.first_audio_ms == pytest.approx(1000 * START_FRAMES * HOP / 24_000)
+
+
+def test_streams_start_empty_and_do_not_share_state():
+    model = tiny()
+    a = make_audio(24_000, 1, 4000, batch=1, seed=7)
+    b = make_audio(24_000, 1, 3000, batch=1, seed=8)
+    expected_a, expected_b = offline(model, a, 6.0)[0], offline(model, b, 6.0)[0]
+    with model.streaming(6.0) as first, model.streaming(6.0) as second:
+        out_a, out_b = [], []
+        for chunk_a, chunk_b in zip(pieces(a, [333] * 12), pieces(b, [250] * 12), strict=True):
+            out_a.append(first.encoder.push(chunk_a))
+            out_b.append(second.encoder.push(chunk_b))
+        out_a.append(first.encoder.flush())
+        out_b.append(second.encoder.flush())
+    assert torch.equal(torch.cat(out_a, -1), expected_a)
+    assert torch.equal(torch.cat(out_b, -1), expected_b)
+    # A new stream after those starts from nothing.
+    assert torch.equal(torch.cat(stream_codes(model, b, 6.0, [900]), -1), expected_b)
+
+
+def test_48khz_model_refuses_to_stream():
+    with pytest.raises(ValueError, match="cannot stream: it is not causal.*1-second segments"):
+        with encodec_48khz().streaming():
+            pass
+
+
+def test_misuse_is_refused_clearly():
+    model = tiny()
+    with model.streaming() as stream:
+        with pytest.raises(ValueError, match="nothing was pushed"):
+            stream.encoder.flush()
+    with model.streaming() as stream:
+        stream.encoder.push(torch.zeros(2, 1, 10))
+        with pytest.raises(ValueError, match=r"does not continue.*\[2, 1\]"):
+            stream.encoder.push(torch.zeros(1, 1, 10))
+        with pytest.raises(ValueError, match="2 channel"):
+            StreamingEncoder(model).push(torch.zeros(1, 2, 10))
+        with pytest.raises(ValueError, match="NaN"):
+            stream.encoder.push(torch.full((2, 1, 3), float("nan")))
+        stream.encoder.flush()
+        with pytest.raises(RuntimeError, match="flushed"):
+            stream.encoder.push(torch.zeros(2, 1, 10))
+    with pytest.raises(RuntimeError, match="closed"):
+        stream.decoder.push(torch.zeros(2, 4, 1, dtype=torch.long))
