@@ -1,0 +1,217 @@
+"""Codes in and out of `.ecdc` files, and audio through the codec into them and back.
+
+A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s chunks, each
+with its scale). Without an entropy model the codes are bit-packed as the official package
+writes them (version 0: the official reader decodes our files and we decode its). With one,
+they are range-coded with it (`range_coding`, version 1). Our header adds, to the official
+keys, `crc` (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an
+error, never wrong audio) and what the caller passes (the checkpoints used, their
+fingerprints).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from encodec_train.compression import range_coding
+from encodec_train.compression.container import (
+    OFFICIAL_VERSION,
+    RANGE_CODED_VERSION,
+    SCALE,
+    EcdcError,
+    pack_codes,
+    packed_size,
+    read_header,
+    unpack_codes,
+    write_header,
+)
+from encodec_train.model import EncodecModel, EncodedFrame
+from encodec_train.model.bandwidth import bits_per_code
+from encodec_train.model.lm import EntropyModel
+
+WORD_COUNT = struct.Struct("!I")
+
+
+@dataclass
+class EcdcContent:
+    """What a file holds: the codes and scale of each chunk, the audio length in samples, and
+    the header."""
+
+    frames: list[EncodedFrame]
+    length: int
+    metadata: dict[str, Any]
+
+
+def chunk_frames(model: EncodecModel, length: int) -> list[int]:
+    """Frames of each chunk `model.encode` gives for `length` samples (the official reader's
+    arithmetic: chunks every `segment_stride` samples, ceil(chunk / hop) frames each)."""
+    segment = model.segment_length or length
+    stride = model.segment_stride or length
+    return [
+        math.ceil(min(length - offset, segment) / model.hop_length)
+        for offset in range(0, length, stride)
+    ]
+
+
+def codes_checksum(codes: Sequence[torch.Tensor]) -> int:
+    """CRC-32 of the chunks' codes ([K, T] each) as little-endian int16, chunk after chunk."""
+    crc = 0
+    for chunk in codes:
+        crc = zlib.crc32(chunk.numpy().astype("<i2").tobytes(), crc)
+    return crc
+
+
+def check_entropy_model(lm: EntropyModel, model: EncodecModel, levels: int) -> None:
+    if lm.codebook_size != model.quantizer.codebook_size or lm.n_q < levels:
+        raise ValueError(
+            f"the entropy model predicts {lm.n_q} codebooks of {lm.codebook_size} entries; "
+            f"these codes have {levels} of {model.quantizer.codebook_size}"
+        )
+
+
+def write_ecdc(content: EcdcContent, model: EncodecModel, lm: EntropyModel | None = None) -> bytes:
+    """The file bytes of `content` (batch-1 frames from `model.encode`), range-coded with
+    `lm` when given, else bit-packed. `content.metadata` holds extra header keys."""
+    codes = [frame.codes[0].cpu() for frame in content.frames]
+    expected = chunk_frames(model, content.length)
+    if [c.shape[-1] for c in codes] != expected:
+        raise ValueError(
+            f"frames per chunk {[c.shape[-1] for c in codes]} do not match {expected}, what "
+            f"{content.length} samples give with this model"
+        )
+    levels = codes[0].shape[0]
+    metadata = {
+        "m": model.name,
+        "al": content.length,
+        "nc": levels,
+        "lm": lm is not None,
+        **content.metadata,
+        "crc": codes_checksum(codes),
+    }
+    if lm is not None:
+        check_entropy_model(lm, model, levels)
+        lm = range_coding.coding_model(lm)
+    parts = [write_header(metadata, OFFICIAL_VERSION if lm is None else RANGE_CODED_VERSION)]
+    bits = bits_per_code(model.quantizer.codebook_size)
+    for frame, chunk in zip(content.frames, codes, strict=True):
+        if model.normalize:
+            parts.append(SCALE.pack(float(frame.scale.reshape(-1)[0])))
+        if lm is None:
+            parts.append(pack_codes(chunk.numpy(), bits))
+        else:
+            words = range_coding.encode_chunk(lm, chunk)
+            parts += [WORD_COUNT.pack(len(words)), words.astype(">u4").tobytes()]
+    return b"".join(parts)
+
+
+class _Reader:
+    """Reads the payload in order, with errors that say the file is truncated."""
+
+    def __init__(self, data: bytes, offset: int, source: str) -> None:
+        self.data, self.offset, self.source = data, offset, source
+
+    def take(self, size: int, what: str) -> bytes:
+        end = self.offset + size
+        if end > len(self.data):
+            raise EcdcError(
+                f"{self.source} is truncated: {what} needs bytes {self.offset}-{end}, the file "
+                f"has {len(self.data)}"
+            )
+        piece, self.offset = self.data[self.offset : end], end
+        return piece
+
+
+def read_ecdc(
+    data: bytes, model: EncodecModel, lm: EntropyModel | None = None, source: str = "the file"
+) -> EcdcContent:
+    """The codes of an `.ecdc` file's bytes. Raises `EcdcError` when the file is truncated,
+    corrupted, or needs an entropy model or codec other than those given."""
+    version, metadata, offset = read_header(data, source)
+    if metadata["m"] != model.name:
+        raise EcdcError(
+            f"{source} was written with the codec {metadata['m']!r}; the checkpoint given "
+            f"holds {model.name!r}"
+        )
+    levels, length = metadata["nc"], metadata["al"]
+    if levels > model.quantizer.n_q:
+        raise EcdcError(f"{source}: {levels} codebooks, the codec has {model.quantizer.n_q}")
+    if metadata["lm"] and version == OFFICIAL_VERSION:
+        raise EcdcError(
+            f"{source} was entropy-coded by the official encodec package's arithmetic coder, "
+            "whose probabilities are not reproducible across machines; encodec-train reads "
+            "official files written without the entropy model (use_lm=False)"
+        )
+    if version == RANGE_CODED_VERSION and not metadata["lm"]:
+        raise EcdcError(f"{source}: corrupted header (version 1 without an entropy model)")
+    if metadata["lm"]:
+        if lm is None:
+            raise EcdcError(f"{source} was coded with an entropy model: pass it (--lm)")
+        check_entropy_model(lm, model, levels)
+        lm = range_coding.coding_model(lm)
+    reader = _Reader(data, offset, source)
+    bits = bits_per_code(model.quantizer.codebook_size)
+    frames = []
+    for index, count in enumerate(chunk_frames(model, length)):
+        scale = None
+        if model.normalize:
+            (value,) = SCALE.unpack(reader.take(SCALE.size, f"chunk {index}'s scale"))
+            if not math.isfinite(value) or value <= 0:
+                raise EcdcError(f"{source}: corrupted, chunk {index} has scale {value}")
+            scale = torch.tensor([[value]])
+        if lm is None:
+            raw = reader.take(packed_size(levels * count, bits), f"chunk {index}'s codes")
+            codes = torch.from_numpy(unpack_codes(raw, levels, count, bits))
+        else:
+            (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"chunk {index}'s size"))
+            raw = reader.take(4 * words, f"chunk {index}'s {words} coded words")
+            try:
+                codes = range_coding.decode_chunk(lm, np.frombuffer(raw, ">u4"), levels, count)
+            except AssertionError:  # constriction's word for data its model cannot decode
+                raise EcdcError(_undecodable(source, lm)) from None
+        frames.append(EncodedFrame(codes[None], scale))
+    if reader.offset != len(data):
+        raise EcdcError(
+            f"{source}: {len(data) - reader.offset} bytes after the last chunk (corrupted, or "
+            "not written for this codec)"
+        )
+    if "crc" in metadata and codes_checksum([f.codes[0] for f in frames]) != metadata["crc"]:
+        raise EcdcError(_undecodable(source, lm))
+    return EcdcContent(frames, length, metadata)
+
+
+def _undecodable(source: str, lm: EntropyModel | None) -> str:
+    return f"{source}: the decoded codes fail the file's checksum: the file is corrupted" + (
+        ", or the entropy model is not the one it was written with" if lm else ""
+    )
+
+
+@torch.no_grad()
+def compress(
+    model: EncodecModel,
+    audio: torch.Tensor,
+    bandwidth: float | None,
+    lm: EntropyModel | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> bytes:
+    """Audio [channels, time] at the model's rate → `.ecdc` bytes at `bandwidth` kbps."""
+    if audio.dim() != 2:
+        raise ValueError(f"audio must be [channels, time], got shape {tuple(audio.shape)}")
+    frames = model.encode(audio[None], bandwidth)
+    return write_ecdc(EcdcContent(frames, audio.shape[-1], dict(metadata or {})), model, lm)
+
+
+@torch.no_grad()
+def decompress(
+    data: bytes, model: EncodecModel, lm: EntropyModel | None = None, source: str = "the file"
+) -> torch.Tensor:
+    """`.ecdc` bytes → audio [channels, time]."""
+    content = read_ecdc(data, model, lm, source)
+    return model.decode(content.frames)[0, :, : content.length]

@@ -1,0 +1,73 @@
+"""The entropy model's logits as integer weights that every process and machine computes alike.
+
+Encoder and decoder must build bit-identical distributions, yet the encoder computes all
+steps in one pass and the decoder one step at a time, maybe on another machine, with other
+thread counts: their float results differ in the last bits. So the model runs in float64
+(differences ~1e-13 instead of ~1e-6 in float32), its logits are rounded to a grid of 1/64
+bit, and everything after that is integer arithmetic:
+
+    m_i = round(logit_i × 64 / ln 2)           (int64: the logit in 1/64 bit)
+    w_i = floor(2 ** (31 + (m_i - max m) / 64)) (from an exact table of 2**(31 + r/64))
+
+The weights are proportional to the softmax up to a relative error of 2**(1/128) − 1 < 0.6%
+per entry (a coding cost far below 0.01 bit per code). Two machines disagree only if a logit
+computed in float64 lands within ~1e-13 of a rounding boundary of the 1/64-bit grid: about
+once per 1e11 logits, i.e. per ~50 hours of 24 kHz audio at 6 kbps; the file's checksum
+then turns that into a clear error, never into wrong audio.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+STEPS_PER_BIT = 64
+"""The logit grid: 1/64 bit."""
+WEIGHT_BITS = 31
+"""The most likely entry's weight is 2**31; the others are smaller (0 below 2**-31 of it)."""
+
+
+def _exact_table() -> np.ndarray:
+    """floor(2 ** (WEIGHT_BITS + r / STEPS_PER_BIT)) for r in [0, STEPS_PER_BIT), in integer
+    arithmetic alone (no platform `pow`): the largest w with w**STEPS ≤ 2**(WEIGHT_BITS·STEPS + r)."""
+    table = []
+    for r in range(STEPS_PER_BIT):
+        target = 1 << (WEIGHT_BITS * STEPS_PER_BIT + r)
+        low, high = 1 << WEIGHT_BITS, 1 << (WEIGHT_BITS + 1)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if middle**STEPS_PER_BIT <= target else (low, middle)
+        table.append(low)
+    return np.array(table, dtype=np.int64)
+
+
+_TABLE = _exact_table()
+_SCALE = STEPS_PER_BIT / math.log(2)
+
+
+def integer_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """int64 weights [..., card] proportional to softmax(`logits`) (float64 [..., card]) on the
+    1/64-bit grid; the largest is 2**31."""
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().cpu().numpy()
+    if logits.dtype != np.float64:
+        raise TypeError(f"logits must be float64 for reproducible weights, got {logits.dtype}")
+    if not np.isfinite(logits).all():
+        raise ValueError("the entropy model gave non-finite logits")
+    grid = np.rint(logits * _SCALE).astype(np.int64)
+    below_max = grid.max(axis=-1, keepdims=True) - grid  # ≥ 0, in 1/64 bit
+    shift, remainder = np.divmod(below_max, STEPS_PER_BIT)
+    # 2**(31 - shift - remainder/64) = (table entry for 64 - remainder) >> (shift + 1), or the
+    # entry for 0 when remainder is 0.
+    index = (-remainder) % STEPS_PER_BIT
+    shift = shift + (remainder > 0)
+    return _TABLE[index] >> np.minimum(shift, 63)
+
+
+def probabilities(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """float64 [..., card] weights for the range coder: `integer_weights`, exactly (each
+    < 2**53). The coder normalises them; constriction gives every entry, even a zero, at
+    least its smallest probability, so any code can be coded."""
+    return integer_weights(logits).astype(np.float64)

@@ -1,0 +1,75 @@
+"""Range coding of one chunk's codes with the entropy model (constriction's range coder).
+
+The encoder knows every code, so it computes all steps' distributions in one teacher-forced
+pass (in blocks, so memory stays bounded on long files); the decoder must run the model one
+step at a time, feeding back what it decoded. Both use the model in float64 on the CPU and
+`probabilities` (integer weights), so they build the same distributions
+(`encodec_train.compression.probabilities` says why and how sure that is). Codes are coded
+time-major: the K codes of step 0, then of step 1, ...; a chunk starts a fresh model state
+and a fresh coder, as in the official format.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import constriction
+import numpy as np
+import torch
+
+from encodec_train.compression.probabilities import probabilities
+from encodec_train.model.lm import EntropyModel, LMState, previous_step_inputs
+
+BLOCK_STEPS = 512
+"""Steps per teacher-forced pass while encoding (attention memory grows with its square)."""
+
+
+def coding_model(lm: EntropyModel) -> EntropyModel:
+    """A float64 CPU copy of `lm` in eval mode: the model that codes."""
+    return copy.deepcopy(lm).to(device="cpu", dtype=torch.float64).eval()
+
+
+def _family():
+    # The fast construction; encoder and decoder must agree on `perfect` (both False here).
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+@torch.no_grad()
+def chunk_logits(lm: EntropyModel, codes: torch.Tensor) -> torch.Tensor:
+    """float64 logits [K, T, card] of every step of `codes` [K, T] (teacher forcing, in blocks
+    of `BLOCK_STEPS` steps that carry the model state)."""
+    inputs = previous_step_inputs(codes[None].long())
+    state: LMState | None = None
+    blocks = []
+    for start in range(0, codes.shape[-1], BLOCK_STEPS):
+        logits, state = lm(inputs[..., start : start + BLOCK_STEPS], state)
+        blocks.append(logits[0])
+    return torch.cat(blocks, dim=1)
+
+
+def encode_chunk(lm: EntropyModel, codes: torch.Tensor) -> np.ndarray:
+    """The range-coded words (uint32) of `codes` [K, T] under `lm` (from `coding_model`)."""
+    weights = probabilities(chunk_logits(lm, codes))  # [K, T, card]
+    card = weights.shape[-1]
+    symbols = codes.T.reshape(-1).numpy().astype(np.int32)
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(
+        symbols, _family(), np.ascontiguousarray(weights.transpose(1, 0, 2)).reshape(-1, card)
+    )
+    return encoder.get_compressed()
+
+
+@torch.no_grad()
+def decode_chunk(lm: EntropyModel, words: np.ndarray, levels: int, frames: int) -> torch.Tensor:
+    """Codes [levels, frames] from the words of `encode_chunk`, one step at a time."""
+    decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
+    family = _family()
+    codes = torch.zeros(levels, frames, dtype=torch.long)
+    inputs = torch.zeros(1, levels, 1, dtype=torch.long)
+    state: LMState | None = None
+    for t in range(frames):
+        logits, state = lm(inputs, state)
+        step = decoder.decode(family, probabilities(logits[0, :, 0]))
+        codes[:, t] = torch.from_numpy(step.astype(np.int64))
+        inputs = 1 + codes[None, :, t : t + 1]
+    return codes
