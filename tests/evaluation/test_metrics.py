@@ -1,0 +1,80 @@
+"""Metrics against closed forms, and the perceptual ones on identical vs. degraded audio."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from eval_signals import with_noise
+
+from encodec_train.evaluation.metrics import (
+    MelDistance,
+    MetricNotApplicable,
+    compute,
+    si_snr,
+)
+
+
+def test_si_snr_of_a_scaled_copy_is_very_high_whatever_the_scale():
+    reference = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    for scale in (0.01, 1.0, 30.0):
+        assert (si_snr(scale * reference, reference) > 100).all()
+
+
+def test_si_snr_of_orthogonal_noise_is_the_energy_ratio_exactly():
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.randn(16000, generator=generator, dtype=torch.float64)
+    reference -= reference.mean()
+    noise = torch.randn(16000, generator=generator, dtype=torch.float64)
+    noise -= noise.mean()
+    noise -= (noise @ reference) / (reference @ reference) * reference  # orthogonal to it
+    for snr in (-5.0, 0.0, 12.5, 30.0):
+        scaled = noise * math.sqrt((reference @ reference) / (noise @ noise) / 10 ** (snr / 10))
+        # A gain on the degraded signal changes nothing: the target absorbs it.
+        assert float(si_snr(0.3 * (reference + scaled), reference)) == pytest.approx(snr, abs=1e-6)
+
+
+def test_si_snr_of_random_noise_at_a_known_snr_is_that_snr(speech):
+    for snr in (0.0, 10.0, 20.0):
+        assert float(si_snr(with_noise(speech, snr), speech)) == pytest.approx(snr, abs=0.1)
+
+
+def test_mel_distance_is_the_mean_absolute_mel_difference(speech):
+    degraded = with_noise(speech, 10.0)
+    mel = MelDistance(16000)
+    expected = (mel.spectrogram(degraded[None]) - mel.spectrogram(speech[None])).abs().mean()
+    assert compute("mel_distance", speech, degraded, 16000, "speech") == pytest.approx(
+        float(expected), rel=1e-6
+    )
+    assert compute("mel_distance", speech, speech, 16000, "speech") == 0.0
+
+
+def test_inputs_are_checked_and_inapplicable_metrics_say_why(speech, music):
+    with pytest.raises(ValueError, match="same length"):
+        compute("si_snr", speech, speech[:, :-1], 16000, "speech")
+    with pytest.raises(MetricNotApplicable, match="silent"):
+        compute("si_snr", torch.zeros_like(speech), speech, 16000, "speech")
+    with pytest.raises(MetricNotApplicable, match="speech only, not music"):
+        compute("pesq", music, music, 48000, "music")
+    with pytest.raises(MetricNotApplicable, match="16000 Hz"):
+        compute("pesq", speech[:, ::2], speech[:, ::2], 8000, "speech")
+    with pytest.raises(KeyError, match="known: si_snr"):
+        compute("snr", speech, speech, 16000, "speech")
+
+
+def test_pesq_and_stoi_are_near_their_maximum_for_identical_speech_and_lower_when_degraded(
+    speech,
+):
+    assert compute("pesq", speech, speech, 16000, "speech") > 4.5  # 4.64 is the maximum
+    assert compute("pesq", speech, with_noise(speech, 5.0), 16000, "speech") < 2.5
+    assert compute("stoi", speech, speech, 16000, "speech") > 0.99
+    assert compute("stoi", speech, with_noise(speech, -5.0), 16000, "speech") < 0.85
+
+
+@pytest.mark.slow
+def test_visqol_is_near_its_maximum_for_identical_audio_and_lower_when_degraded(speech, music):
+    assert compute("visqol", speech, speech, 16000, "speech") > 4.5  # speech mode, max 5
+    assert compute("visqol", speech, with_noise(speech, 5.0), 16000, "speech") < 3.5
+    assert compute("visqol", music, music, 48000, "music") > 4.5  # audio mode, max ~4.75
+    assert compute("visqol", music, with_noise(music, 10.0), 48000, "music") < 3.5
