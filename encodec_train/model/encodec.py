@@ -18,6 +18,7 @@ from torch.nn.utils import parametrize
 
 from encodec_train.model.bandwidth import check_target_bandwidths, latent_frame_rate
 from encodec_train.model.checkpoint import load_weights, read_model_checkpoint
+from encodec_train.model.inference import inference_copy
 from encodec_train.model.init import initialize_
 from encodec_train.model.quantizer import ResidualVectorQuantizer
 from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetShape
@@ -259,6 +260,11 @@ class EncodecModel(nn.Module):
             yield stream
         finally:
             stream.encoder.closed = stream.decoder.closed = True
+
+    def for_inference(self, compile: bool = False) -> EncodecModel:
+        """A fast copy for inference (see `encodec_train.model.inference.inference_copy`):
+        weight norm folded, no autograd, optionally `torch.compile`d; this model is untouched."""
+        return inference_copy(self, compile=compile)
 
     def streaming_latency(self) -> StreamingLatency:
         """Steady-state and start-up latency of streaming with this model."""
