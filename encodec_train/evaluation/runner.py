@@ -74,9 +74,9 @@ def build_systems(
     bandwidths: Sequence[float] | None,
     baselines: Sequence[FfmpegCodec],
 ) -> tuple[list[System], list[Skipped]]:
-    """Every checkpoint (run, sweep, official or Hugging Face, see `find_checkpoints`) at
-    each of `bandwidths` (None: its own target bandwidths), then every baseline at its
-    bitrates; what cannot be evaluated is returned as `Skipped` with the reason."""
+    """Every checkpoint (run, sweep, official or Hugging Face, see `find_checkpoints`), then
+    every baseline, at each of `bandwidths` (None: each model's target bandwidths, each
+    baseline's bitrates); what cannot be evaluated is returned as `Skipped` with the reason."""
     systems: list[System] = []
     skipped: list[Skipped] = []
     for checkpoint in checkpoints:
@@ -89,8 +89,7 @@ def build_systems(
                     reason = f"not one of the model's bandwidths {model.target_bandwidths}"
                     skipped.append(Skipped(label, float(bandwidth), reason))
     for codec in baselines:
-        wanted = sorted({*codec.bitrates, *(bandwidths or [])})
-        for bitrate in wanted:
+        for bitrate in bandwidths if bandwidths is not None else codec.bitrates:
             if not codec.available(bitrate):
                 reason = f"{codec.name} cannot encode below {codec.min_bitrate:g} kbps"
                 skipped.append(Skipped(codec.name, float(bitrate), reason))

@@ -19,10 +19,12 @@ from encodec_train.model.bandwidth import bandwidth_per_codebook
 
 @dataclass(frozen=True)
 class Coded:
-    """A decoded clip `[channels, time]` and the kbps its bitstream cost."""
+    """A decoded clip `[channels, time]`, the kbps its bitstream cost, and our codec's codes
+    (`[n_q, frames]`, the chunks' frames in a row; None for other codecs)."""
 
     audio: Tensor
     kbps: float
+    codes: Tensor | None = None
 
 
 class System(Protocol):
@@ -65,10 +67,13 @@ class CodecSystem:
     @torch.no_grad()
     def __call__(self, audio: Tensor, sample_rate: int) -> Coded:
         model = self.model
+        device = next(model.parameters()).device
         x = convert(audio, sample_rate, audio.shape[0], model.sample_rate, model.channels)
-        decoded = model(x[None].float(), self.setting).audio[0]
+        output = model(x[None].float().to(device), self.setting)
+        decoded = output.audio[0].float().cpu()
         back = convert(decoded, model.sample_rate, model.channels, sample_rate, audio.shape[0])
-        return Coded(match_length(back, audio.shape[-1]), self.kbps)
+        codes = torch.cat([frame.codes[0] for frame in output.frames], dim=-1).cpu()
+        return Coded(match_length(back, audio.shape[-1]), self.kbps, codes)
 
 
 def find_checkpoints(path: str | Path) -> list[tuple[str, Path]]:

@@ -216,7 +216,7 @@ def build_test_set(
     """
     out = Path(out_dir)
     pools: dict[str, _Pool] = {}
-    for key in {k for c in categories for k in (c.source, c.noise) if k is not None}:
+    for key in dict.fromkeys(k for c in categories for k in (c.source, c.noise) if k):
         if not sources.get(key):
             raise ValueError(f"no manifests for source {key!r}, needed by the test categories")
         pools[key] = _Pool(key, sources[key], options)

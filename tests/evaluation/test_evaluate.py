@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +118,40 @@ def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_
         assert (out / "plots" / f"{name}.png").stat().st_size > 0
     assert (out / "examples" / "sweep_0_1.5kbps" / "music_a.wav").is_file()
     assert (out / "examples" / "reference" / "speech_a.wav").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg missing: apt-get install ffmpeg")
+def test_the_command_compares_a_run_with_opus_in_one_table_using_worker_processes(
+    tmp_path, test_set
+):
+    clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
+    run_dir = tiny_run(tmp_path / "tiny", 0, clip[None, None])
+    out = tmp_path / "report"
+    command = [
+        sys.executable,
+        "-m",
+        "encodec_train.evaluate",
+        f"checkpoint={run_dir}",
+        f"manifest={test_set}",
+        "bandwidths=[3,6]",
+        "metrics=[si_snr,visqol]",
+        "workers=2",
+        f"output_dir={out}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "evaluate: 100%" in result.stderr  # the progress bar
+    report = (out / "report.md").read_text()
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["system"], float(r["setting"])) for r in rows} == {
+        ("tiny", 3.0),
+        ("tiny", 6.0),
+        ("opus", 6.0),
+    }
+    assert all(float(r["visqol"]) >= 1.0 for r in rows)  # ViSQOL ran in the workers
+    opus = [float(r["kbps"]) for r in rows if r["system"] == "opus"]
+    assert np.mean(opus) == pytest.approx(6.0, rel=0.05)
+    assert "| opus | 3 | — | not evaluated: opus cannot encode below 6 kbps |" in report
+    assert (out / "plots" / "visqol.png").is_file()
