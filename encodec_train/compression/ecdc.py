@@ -4,9 +4,9 @@ A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s c
 with its scale). Without an entropy model the codes are bit-packed as the official package
 writes them (version 0: the official reader decodes our files and we decode its). With one,
 they are range-coded with it (`range_coding`, version 1). Our header adds, to the official
-keys, `crc` (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an
-error, never wrong audio) and what the caller passes (the checkpoints used, their
-fingerprints).
+keys, `fp` (the codec weights' fingerprint: decoding with other weights is refused), `crc`
+(CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an error, never
+wrong audio) and what the caller passes (e.g. the checkpoints used).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from encodec_train.compression.container import (
     unpack_codes,
     write_header,
 )
+from encodec_train.compression.models import fingerprint
 from encodec_train.model import EncodecModel, EncodedFrame
 from encodec_train.model.bandwidth import bits_per_code
 from encodec_train.model.lm import EntropyModel
@@ -94,6 +95,7 @@ def write_ecdc(content: EcdcContent, model: EncodecModel, lm: EntropyModel | Non
         "nc": levels,
         "lm": lm is not None,
         **content.metadata,
+        "fp": fingerprint(model),
         "crc": codes_checksum(codes),
     }
     if lm is not None:
@@ -139,6 +141,11 @@ def read_ecdc(
         raise EcdcError(
             f"{source} was written with the codec {metadata['m']!r}; the checkpoint given "
             f"holds {model.name!r}"
+        )
+    if "fp" in metadata and metadata["fp"] != fingerprint(model):
+        raise EcdcError(
+            f"{source} was written with other weights of the codec {model.name!r} (fingerprint "
+            f"{metadata['fp']}, the checkpoint given has {fingerprint(model)})"
         )
     levels, length = metadata["nc"], metadata["al"]
     if levels > model.quantizer.n_q:

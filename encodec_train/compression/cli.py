@@ -1,0 +1,126 @@
+"""The commands `python -m encodec_train.compress in.wav out.ecdc --checkpoint ... [--lm ...]`
+and `python -m encodec_train.decompress in.ecdc out.wav`.
+
+The codec checkpoint can be one of ours, an official `.th` or a Hugging Face folder; the
+entropy model one of our LM checkpoints or model files, or the official one. A compressed
+file names both (absolute paths), so decompressing needs neither option on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from encodec_train.compression.container import EcdcError, read_header
+from encodec_train.compression.ecdc import compress, decompress
+from encodec_train.compression.models import load_codec, load_entropy_model
+from encodec_train.model import CheckpointMismatchError, EncodecModel
+from encodec_train.model.lm import EntropyModel
+
+ERRORS = (EcdcError, FileNotFoundError, CheckpointMismatchError, ValueError, sf.LibsndfileError)
+
+
+def read_audio(path: Path, model: EncodecModel) -> torch.Tensor:
+    """[channels, time] at the model's rate and channels (resampled; mono ↔ stereo by
+    averaging or copying)."""
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = torch.from_numpy(data.T.copy())
+    if audio.shape[0] != model.channels:
+        if model.channels == 1:
+            audio = audio.mean(dim=0, keepdim=True)
+        elif audio.shape[0] == 1:
+            audio = audio.expand(model.channels, -1)
+        else:
+            raise ValueError(f"{path}: {audio.shape[0]} channels, the codec takes {model.channels}")
+    if rate != model.sample_rate:
+        audio = AF.resample(audio, rate, model.sample_rate)
+    if audio.shape[-1] == 0:
+        raise ValueError(f"{path} holds no audio")
+    return audio.contiguous()
+
+
+def _run(main) -> None:
+    try:
+        main()
+    except ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def compress_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m encodec_train.compress", description="Audio file → .ecdc file."
+    )
+    parser.add_argument("input", type=Path, help="audio file (any format soundfile reads)")
+    parser.add_argument("output", type=Path, help="the .ecdc file to write")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the codec")
+    parser.add_argument(
+        "--bandwidth", type=float, default=None, help="kbps (default: the codec's largest)"
+    )
+    parser.add_argument("--lm", type=Path, default=None, help="entropy model (range coding)")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        model = load_codec(args.checkpoint)
+        lm = None if args.lm is None else load_entropy_model(args.lm, model.frame_rate)
+        metadata = {"ckpt": str(args.checkpoint.resolve())}
+        if args.lm is not None:
+            metadata["lmckpt"] = str(args.lm.resolve())
+        data = compress(model, read_audio(args.input, model), args.bandwidth, lm, metadata)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_bytes(data)
+        seconds = int(read_header(data, str(args.output))[1]["al"]) / model.sample_rate
+        print(f"{args.output}: {len(data)} bytes, {8 * len(data) / seconds / 1000:.3f} kbps")
+
+    _run(run)
+
+
+def decompress_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m encodec_train.decompress", description=".ecdc file → WAV file."
+    )
+    parser.add_argument("input", type=Path, help="the .ecdc file")
+    parser.add_argument("output", type=Path, help="the audio file to write (WAV, 16-bit)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="the codec (default: the file's)"
+    )
+    parser.add_argument(
+        "--lm", type=Path, default=None, help="the entropy model (default: the file's)"
+    )
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        data = args.input.read_bytes()
+        _, metadata, _ = read_header(data, str(args.input))
+        model = load_codec(_named(args.checkpoint, metadata, "ckpt", "--checkpoint", args.input))
+        lm: EntropyModel | None = None
+        if metadata["lm"]:
+            path = _named(args.lm, metadata, "lmckpt", "--lm", args.input)
+            lm = load_entropy_model(path, model.frame_rate)
+        audio = decompress(data, model, lm, source=str(args.input))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(args.output), audio.clamp(-1, 1).T.numpy(), model.sample_rate)
+        print(
+            f"{args.output}: {audio.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz"
+        )
+
+    _run(run)
+
+
+def _named(given: Path | None, metadata: dict, key: str, option: str, source: Path) -> Path:
+    """The checkpoint given on the command line, else the one the file names."""
+    if given is not None:
+        return given
+    if key not in metadata:
+        raise ValueError(f"{source} does not name its {option[2:]}: pass {option}")
+    path = Path(metadata[key])
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{source} was written with {path}, which does not exist: pass {option}"
+        )
+    return path

@@ -1,0 +1,320 @@
+"""Training the entropy model (paper §3.3) as a LightningModule, on the codes of a frozen codec
+computed on the fly from the codec's own data pipeline, or read from code shards
+(`encodec_train.data.code_shards`, written by `python -m encodec_train.encode_dataset`).
+
+Each step draws one of the bandwidths (its number of codebooks K) and minimises the
+cross-entropy of the first K codebooks' codes, in bits per frame; its sum over the levels,
+times the frame rate, is the bitrate that range coding with the model reaches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch.utils.data import DataLoader, Sampler
+
+from encodec_train.data.code_shards import CodeShardDataset
+from encodec_train.model import EncodecModel
+from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
+from encodec_train.model.lm import EntropyModel, bits_per_frame
+from encodec_train.training.metrics import MetricAccumulator
+from encodec_train.training.rng import capture_rng_states, restore_rng_states
+
+LMFactory = Callable[..., EntropyModel]
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+
+
+class CodeSource:
+    """What the codes are: their frame rate, codebook size, bandwidths offered (kbps) and
+    codebooks at each, and, for codes computed on the fly, the frozen codec."""
+
+    def __init__(
+        self,
+        frame_rate: int,
+        codebook_size: int,
+        bandwidths: Sequence[float],
+        codec: EncodecModel | None = None,
+    ) -> None:
+        self.frame_rate = frame_rate
+        self.codebook_size = codebook_size
+        self.bandwidths = sorted(float(b) for b in bandwidths)
+        self.codebooks = [
+            codebooks_for_bandwidth(b, codebook_size, frame_rate) for b in self.bandwidths
+        ]
+        self.codec = codec
+
+    @classmethod
+    def from_codec(cls, codec: EncodecModel) -> CodeSource:
+        """The codes of `codec` (its fast frozen copy encodes them)."""
+        frozen = codec.for_inference()
+        return cls(codec.frame_rate, codec.quantizer.codebook_size, codec.target_bandwidths, frozen)
+
+    @classmethod
+    def from_shards(cls, metadata: dict[str, Any]) -> CodeSource:
+        """The codes of a shard dataset: its one bandwidth."""
+        return cls(metadata["frame_rate"], metadata["codebook_size"], [metadata["bandwidth"]])
+
+    def raw_kbps(self, codebooks: int) -> float:
+        """The bitrate of `codebooks` codebooks bit-packed (no entropy model)."""
+        return codebooks * bits_per_code(self.codebook_size) * self.frame_rate / 1000
+
+
+class EntropyLMModule(L.LightningModule):
+    """Trains an `EntropyModel` on a codec's codes.
+
+    Args:
+        lm: builds the model given `n_q` and `codebook_size` (Hydra `_partial_: true`), which
+            come from the codes.
+        optimizer: factory `params -> Optimizer` (Hydra `_partial_: true`).
+        codec_checkpoint: the frozen codec whose codes are learnt from audio batches (one of
+            our checkpoints or model files, an official `.th`, a Hugging Face folder); None
+            when the data module gives code shards.
+        seed: seeds the bandwidth draws.
+        grad_clip: max gradient norm (None: no clipping).
+        log_every_n_steps: how often the running means of the metrics are logged.
+    """
+
+    def __init__(
+        self,
+        lm: LMFactory,
+        optimizer: OptimizerFactory,
+        *,
+        codec_checkpoint: str | None,
+        seed: int,
+        grad_clip: float | None,
+        log_every_n_steps: int,
+    ) -> None:
+        super().__init__()
+        self.lm_factory = lm
+        self.optimizer_factory = optimizer
+        self.codec_checkpoint = codec_checkpoint
+        self.grad_clip = grad_clip
+        self.log_every_n_steps = log_every_n_steps
+        self.rng = torch.Generator().manual_seed(seed)
+        self.source: CodeSource | None = None
+        self.lm: EntropyModel | None = None
+        if codec_checkpoint is not None:
+            from encodec_train.compression.models import load_codec
+
+            self._build(CodeSource.from_codec(load_codec(codec_checkpoint)))
+        self.train_metrics = MetricAccumulator()
+        self.last_logged: dict[str, float] = {}
+        self.start_step: int | None = None
+        self._last_log_time: float | None = None
+        self._pending_rng_states: dict[str, Any] | None = None
+
+    def _build(self, source: CodeSource) -> None:
+        self.source = source
+        self.lm = self.lm_factory(n_q=source.codebooks[-1], codebook_size=source.codebook_size)
+
+    def setup(self, stage: str) -> None:
+        """With code shards, the model's size comes from the shards' metadata."""
+        if self.lm is None:
+            datamodule = self.trainer.datamodule
+            if not isinstance(datamodule, CodeShardDataModule):
+                raise ValueError(
+                    "module.codec_checkpoint is null, so the codes must come from code shards "
+                    f"(data: code_shards); the data module is {type(datamodule).__name__}"
+                )
+            self._build(CodeSource.from_shards(datamodule.metadata))
+
+    @property
+    def codec(self) -> EncodecModel | None:
+        # Kept out of the module's children: the frozen codec is not trained nor saved.
+        return None if self.source is None else self.source.codec
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.lm.parameters())
+
+    def on_fit_start(self) -> None:
+        if self.codec is not None:
+            self.codec.to(self.device)
+
+    on_validation_start = on_fit_start
+
+    # -- codes --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def codes_of(self, batch: dict[str, torch.Tensor] | torch.Tensor):
+        """(codes [B, n_q, T], frame mask [B, T] or None) of a batch: audio encoded by the
+        frozen codec at its largest bandwidth, or a batch of code windows.
+
+        A chunked codec (48 kHz) gives the codes of its first chunk: a training segment is
+        one chunk (the 10 ms tail chunk that the 1% overlap adds is left out)."""
+        if isinstance(batch, torch.Tensor):
+            return batch, None
+        codec = self.codec
+        frame = codec.encode(batch["audio"])[0]
+        codes = frame.codes
+        mask = batch["mask"][:, 0, :: codec.hop_length][:, : codes.shape[-1]]
+        return codes, mask
+
+    def draw_codebooks(self) -> int:
+        """This step's codebooks: one of the bandwidths, uniformly (module generator)."""
+        index = int(torch.randint(len(self.source.codebooks), (1,), generator=self.rng))
+        return self.source.codebooks[index]
+
+    # -- training -----------------------------------------------------------------------
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        codes, mask = self.codes_of(batch)
+        levels = self.draw_codebooks()
+        codes = codes[:, :levels]
+        per_level = bits_per_frame(self.lm.logits(codes), codes, mask)
+        loss = per_level.sum()
+        metrics = {
+            "bits_per_frame": loss.detach(),
+            "kbps": loss.detach() * self.source.frame_rate / 1000,
+            "codebooks": torch.tensor(float(levels)),
+        }
+        metrics.update({f"bits_level_{k}": v.detach() for k, v in enumerate(per_level)})
+        self.train_metrics.add(metrics, "train/")
+        if self.global_step % self.log_every_n_steps == 0:
+            self._log_running_means(codes.shape[0])
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.grad_clip is not None:
+            self.clip_gradients(optimizer, self.grad_clip, "norm")
+
+    def _log_running_means(self, batch_size: int) -> None:
+        means = self.train_metrics.means()
+        now = time.perf_counter()
+        if self._last_log_time is not None:
+            seconds_per_step = (now - self._last_log_time) / self.log_every_n_steps
+            means["perf/seconds_per_step"] = torch.tensor(seconds_per_step)
+            means["perf/sequences_per_second"] = torch.tensor(
+                batch_size * self.trainer.world_size / seconds_per_step
+            )
+        self._last_log_time = now
+        values = {key: float(value) for key, value in means.items()}
+        for logger in self.loggers:
+            logger.log_metrics(values, step=self.global_step)
+        self.last_logged = values
+
+    # -- validation ---------------------------------------------------------------------
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Bits per frame and kbps with the model at every bandwidth, beside the bit-packed
+        kbps, and the reduction in percent."""
+        codes, mask = self.codes_of(batch)
+        for bandwidth, levels in zip(self.source.bandwidths, self.source.codebooks, strict=True):
+            subset = codes[:, :levels]
+            bits = bits_per_frame(self.lm.logits(subset), subset, mask).sum()
+            kbps = bits * self.source.frame_rate / 1000
+            raw = self.source.raw_kbps(levels)
+            values = {"bits_per_frame": bits, "kbps": kbps, "reduction": 100 * (1 - kbps / raw)}
+            for name, value in values.items():
+                self.log(
+                    f"valid/{name}@{bandwidth:g}kbps",
+                    value,
+                    batch_size=codes.shape[0],
+                    sync_dist=True,
+                )
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The model config (so `EntropyModel.from_checkpoint` needs nothing else), the code
+        source, the W&B run id and the random streams."""
+        checkpoint["lm_config"] = self.lm.config
+        checkpoint["codec_checkpoint"] = self.codec_checkpoint
+        checkpoint["frame_rate"] = self.source.frame_rate
+        checkpoint["wandb_run_id"] = (
+            self.logger.version if isinstance(self.logger, WandbLogger) else None
+        )
+        checkpoint["rng_states"] = capture_rng_states(self.rng)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng_states = checkpoint["rng_states"]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng_states is not None:
+            restore_rng_states(self._pending_rng_states, self.rng)
+            self._pending_rng_states = None
+
+    def on_train_start(self) -> None:
+        self.start_step = self.global_step
+
+
+class EndlessBatches(Sampler):
+    """Batches of indices of `size` items, reshuffled every pass (a pure function of
+    `(seed, pass)`), from batch `start` on: a stream that resumes at any batch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        if size < batch_size:
+            raise ValueError(f"{size} windows, fewer than one batch of {batch_size}")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.per_pass = size // batch_size
+        self.start = 0
+
+    def __iter__(self):
+        batch = self.start
+        while True:
+            epoch, index = divmod(batch, self.per_pass)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            yield order[index * self.batch_size : (index + 1) * self.batch_size].tolist()
+            batch += 1
+
+
+class CodeShardDataModule(L.LightningDataModule):
+    """Windows of pre-extracted codes (`CodeShardDataset`) in shuffled batches that resume
+    mid-epoch (the batches taken are counted into the checkpoint).
+
+    Args:
+        train_root: folder of the training shards.
+        valid_root: folder of held-out shards (None: no validation).
+        frames: window length in frames.
+        batch_size: windows per batch.
+        num_workers: DataLoader workers.
+        seed: the window offsets and the shuffling.
+        valid_batches: validation batches at most.
+    """
+
+    def __init__(
+        self,
+        train_root: str,
+        valid_root: str | None,
+        frames: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        valid_batches: int,
+    ) -> None:
+        super().__init__()
+        self.train = CodeShardDataset(Path(train_root), frames, seed)
+        self.valid = None if valid_root is None else CodeShardDataset(Path(valid_root), frames)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.valid_batches = valid_batches
+        self.metadata = self.train.metadata
+        self.batches_consumed = 0
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = EndlessBatches(len(self.train), self.batch_size, self.seed)
+        sampler.start = self.batches_consumed
+        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.valid is None:
+            return []
+        count = min(len(self.valid), self.valid_batches * self.batch_size)
+        subset = torch.utils.data.Subset(self.valid, range(count))
+        return DataLoader(subset, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def on_before_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+        if self.trainer.training:
+            self.batches_consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_consumed": self.batches_consumed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.batches_consumed = state_dict["batches_consumed"]
