@@ -1,47 +1,73 @@
-"""Seconds per training step of a recipe, timed on the real `CodecGANModule.training_step`.
+"""Our training step beside audiocraft's, in one process: ratios per phase, peak memory, loader.
 
-Runs Lightning's loop on random audio and times each batch from `on_train_batch_start` to
-`on_train_batch_end` (median over `--repeats` steps after `--warmup`). Three runs split the
-step: reconstruction only (no adversarial losses, no discriminator update), + the
-adversarial and feature-matching losses, + the discriminator update on every step (the full
-GAN step). Usage:
+Times the real `CodecGANModule.training_step` (Lightning's loop on seeded noise; the step's
+own phase ranges, `encodec_train/training/phases.py`) and, alternating with it step by step
+on the same batches, audiocraft's `CompressionSolver.run_step` on its own EnCodec 24 kHz
+model, MS-STFT discriminator, losses and balancer (`benchmarks/audiocraft_reference.py`).
+Medians over `--repeats` steps after `--warmup`; both sides update the discriminator every
+step, without an EMA of the weights or info-only losses. The ratio ours / reference is the
+figure to read: the machine may be shared, so absolute times drift, but both sides see the
+same drift. Process CPU time beside wall time shows whether other work took the cores.
 
-    python benchmarks/training_step.py [--recipe 24khz] [--batch 4] [--seconds 1] [--repeats 10]
+Each `--variants` entry runs ours once more with some speed switches off (docs/speed.md),
+against the reference again, so each optimisation's effect is a ratio measured in this run.
+Peak memory: the largest live tensor memory during one extra step per side (the profiler's
+allocation events on CPU, `max_memory_allocated` on CUDA). The loader line compares the
+segments/s that the data module's workers deliver (demo corpus) with what the step consumes.
+
+    python benchmarks/training_step.py [--device cpu] [--threads 2] [--repeats 5]
+        [--variants all] [--audiocraft-config /path/to/audiocraft/config]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import statistics
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 
 from encodec_train import CONFIG_DIR
 from encodec_train.training.builder import build_module
+from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.quiet import silence_unactionable_messages
 
-VARIANTS = {
-    "reconstruction only": [
-        "training.adversary_start_step=1000000",
-        "training.discriminator_update_prob=0",
-    ],
-    "+ adversarial losses": [
-        "training.adversary_start_step=0",
-        "training.discriminator_update_prob=0",
-    ],
-    "+ discriminator update (full step)": [
-        "training.adversary_start_step=0",
-        "training.discriminator_update_prob=1",
-    ],
+PHASES = (
+    "generator_forward",
+    "discriminator_update",
+    "generator_losses",
+    "balancer",
+    "generator_backward",
+    "generator_optimizer",
+)
+# The comparison's settings: discriminator every step, no EMA of the weights.
+COMMON = ["training.discriminator_update_prob=1", "training.ema_decay=null"]
+# Ours with every speed switch on, then with each switch off (its effect), then all off.
+SWITCHES = {
+    "fused discriminator batches": "module.speed.fused_discriminator_batches",
+    "batched adversarial gradients": "module.speed.batched_adversarial_gradients",
+    "shared spectrograms": "module.speed.shared_spectrograms",
+    "channels-last discriminator": "module.speed.channels_last",
 }
+VARIANTS = {
+    "optimised": [],
+    **{f"without {name}": [f"{key}=false"] for name, key in SWITCHES.items()},
+    "unoptimised": [f"{key}=false" for key in SWITCHES.values()],
+}
+PAPER_UPDATE_PROBABILITY = 2 / 3
 
 
 class RandomAudio(Dataset):
-    """`length` fixed batches' worth of seeded noise at -20 dBFS, with an all-ones mask."""
+    """Seeded noise at -20 dBFS, with an all-ones mask."""
 
     def __init__(self, channels: int, samples: int, length: int) -> None:
         generator = torch.Generator().manual_seed(0)
@@ -54,29 +80,154 @@ class RandomAudio(Dataset):
         return {"audio": self.audio[index], "mask": torch.ones_like(self.audio[index])}
 
 
-class StepTimer(L.Callback):
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
+@dataclass
+class Side:
+    """Per-step wall and process-CPU seconds and phase seconds of one side."""
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._start = time.perf_counter()
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    peak_bytes: int = 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
+    def median(self) -> float:
+        return statistics.median(self.wall)
 
+    def phase_median(self, name: str) -> float:
+        return statistics.median(p.get(name, 0.0) for p in self.phases)
 
-def time_steps(recipe: str, overrides: list[str], args: argparse.Namespace) -> list[float]:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "config", overrides=[*([f"+recipe={recipe}"] if recipe != "demo" else []), *overrides]
+    def rest_median(self) -> float:
+        return statistics.median(
+            wall - sum(p.get(name, 0.0) for name in PHASES)
+            for wall, p in zip(self.wall, self.phases, strict=True)
         )
-    module = build_module(cfg)
-    steps = args.warmup + args.repeats
+
+    def busy(self, threads: int) -> bool:
+        """Less CPU than the threads could use in the wall time: other work took the cores."""
+        return statistics.median(self.cpu) < 0.8 * threads * self.median()
+
+
+def peak_memory(run, device: torch.device) -> int:
+    """Largest live tensor memory (bytes above the start) while `run()` runs."""
+    window = MemoryWindow(device)
+    window.start()
+    run()
+    return window.stop()
+
+
+class SideBySide(L.Callback):
+    """Times our steps and runs a reference step beside each (before it on odd steps, after
+    it on even ones), then measures peak memory on one extra step of each side."""
+
+    def __init__(self, reference, warmup: int, steps: int, threads: int) -> None:
+        self.reference, self.warmup, self.steps = reference, warmup, steps
+        self.ours, self.theirs = Side(), Side()
+        self.threads = threads
+        self._profiler = None
+
+    def _timed(self, batch_idx: int) -> bool:
+        return self.warmup <= batch_idx < self.warmup + self.steps
+
+    def _reference_step(self, batch_idx: int, audio: torch.Tensor) -> None:
+        if self.reference is None:
+            return
+        if batch_idx == self.warmup + self.steps:  # the memory step
+            self.theirs.peak_bytes = peak_memory(
+                lambda: self.reference(batch_idx, audio), audio.device
+            )
+            return
+        self.reference.record()
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.reference(batch_idx, audio)
+        if self.reference.cfg.device == "cuda":
+            torch.cuda.synchronize()
+        if self._timed(batch_idx):
+            self.theirs.wall.append(time.perf_counter() - wall)
+            self.theirs.cpu.append(time.process_time() - cpu)
+            self.theirs.phases.append(dict(self.reference.phases))
+
+    def on_train_batch_start(self, trainer, module: CodecGANModule, batch, batch_idx) -> None:
+        if batch_idx % 2:
+            self._reference_step(batch_idx, batch["audio"])
+        module.phases.record(module.device)
+        if batch_idx == self.warmup + self.steps:
+            self._profiler = MemoryWindow(module.device)
+            self._profiler.start()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def on_train_batch_end(self, trainer, module: CodecGANModule, outputs, batch, batch_idx):
+        if module.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+        if self._profiler is not None:
+            self.ours.peak_bytes = self._profiler.stop()
+            self._profiler = None
+        elif self._timed(batch_idx):
+            self.ours.wall.append(wall)
+            self.ours.cpu.append(cpu)
+            self.ours.phases.append(dict(module.phases.seconds))
+        module.phases.stop()
+        if not batch_idx % 2:
+            self._reference_step(batch_idx, batch["audio"])
+
+
+class MemoryWindow:
+    """Peak live tensor memory between `start` and `stop`: the profiler's allocation events
+    on CPU, the allocator's statistics on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self.profiler.__enter__()
+
+    def stop(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - self.base
+        self.profiler.__exit__(None, None, None)
+        sizes = sorted(
+            (event.start_ns(), event.nbytes())
+            for event in self.profiler.profiler.kineto_results.events()
+            if event.name() == "[memory]"
+        )
+        return max(itertools.accumulate(size for _, size in sizes), default=0)
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=["+recipe=24khz", *COMMON, *overrides])
+
+
+def prime_codebooks(module: CodecGANModule, audio: torch.Tensor) -> None:
+    """Initialise every codebook before timing (k-means with 1 iteration), as the reference's
+    are, so no timed step runs a k-means."""
+    codebooks = [layer._codebook for layer in module.generator.quantizer.vq.layers]
+    iters = [codebook.kmeans_iters for codebook in codebooks]
+    for codebook in codebooks:
+        codebook.kmeans_iters = 1
+    module.generator.train()
+    with torch.no_grad():
+        module.generator(audio, n_q=len(codebooks))
+    for codebook, n in zip(codebooks, iters, strict=True):
+        codebook.kmeans_iters = n
+
+
+def run_ours(overrides, reference, args, device) -> SideBySide:
+    module = build_module(compose_config(overrides))
+    steps = args.warmup + args.repeats + 1
     samples = int(args.seconds * module.generator.sample_rate)
     data = RandomAudio(module.generator.channels, samples, steps * args.batch)
-    timer = StepTimer()
+    prime_codebooks(module, data.audio[: args.batch])
+    module.to(device)
+    side_by_side = SideBySide(reference, args.warmup, args.repeats, args.threads)
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=device.type,
         devices=1,
         max_steps=steps,
         logger=False,
@@ -84,35 +235,143 @@ def time_steps(recipe: str, overrides: list[str], args: argparse.Namespace) -> l
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=[side_by_side],
     )
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=args.batch))
-    return timer.seconds[args.warmup :]
+    return side_by_side
+
+
+def build_reference(args, device: torch.device):
+    from audiocraft_reference import ReferenceStep, audiocraft_config, import_audiocraft
+
+    import_audiocraft()
+    cfg, source = audiocraft_config(args.audiocraft_config, device.type)
+    reference = ReferenceStep(cfg)
+    reference.model.to(device)
+    generator = torch.Generator().manual_seed(1)
+    reference.prime_codebooks(
+        0.1 * torch.randn(args.batch, 1, int(args.seconds * 24000), generator=generator)
+    )
+    print(f"reference: audiocraft's CompressionSolver.run_step; config {source}")
+    return reference
+
+
+def loader_segments_per_second(args) -> float:
+    """Segments/s the data module's training loader delivers on the demo corpus (24 kHz,
+    `--seconds` segments, `--batch`, `--workers`), after the workers' first batch."""
+    from encodec_train.data.synth import ensure_demo_corpus
+
+    cfg = compose_config(
+        [
+            "data=demo",
+            f"data.batch_size={args.batch}",
+            f"data.segment_seconds={args.seconds}",
+            f"data.num_workers={args.workers}",
+        ]
+    )
+    ensure_demo_corpus(Path("data_manifests/demo"), sample_rate=cfg.model.sample_rate, seed=0)
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    batches = iter(data.train_dataloader())
+    next(batches)
+    start = time.perf_counter()
+    count = 20
+    for _ in range(count):
+        next(batches)
+    return count * args.batch / (time.perf_counter() - start)
+
+
+def print_comparison(name: str, run: SideBySide, args) -> None:
+    ours, theirs = run.ours, run.theirs
+    print(f"\n## {name}")
+    header = f"{'phase':24s} {'ours s':>8s} {'ref s':>8s} {'ratio':>6s}"
+    print(header)
+    for phase in PHASES:
+        a, b = ours.phase_median(phase), (theirs.phase_median(phase) if theirs.wall else 0.0)
+        print(f"{phase:24s} {a:8.3f} {b:8.3f} {a / b if b else float('nan'):6.2f}")
+    rest_theirs = theirs.rest_median() if theirs.wall else 0.0
+    print(f"{'rest of the step':24s} {ours.rest_median():8.3f} {rest_theirs:8.3f}")
+    total_theirs = theirs.median() if theirs.wall else float("nan")
+    print(
+        f"{'whole step':24s} {ours.median():8.3f} {total_theirs:8.3f} "
+        f"{ours.median() / total_theirs:6.2f}"
+    )
+    expected = ours.median() - (1 - PAPER_UPDATE_PROBABILITY) * ours.phase_median(
+        "discriminator_update"
+    )
+    print(
+        f"ours at the paper's update probability 2/3: {expected:.3f} s/step expected "
+        f"({expected / total_theirs:.2f} of the reference's every-step figure)"
+    )
+    mib = 2**20
+    print(
+        f"peak memory of a step: ours {ours.peak_bytes / mib:.0f} MiB, "
+        f"reference {theirs.peak_bytes / mib:.0f} MiB"
+    )
+    for label, side in (("ours", ours), ("reference", theirs)):
+        if side.wall:
+            cpu = statistics.median(side.cpu)
+            note = " (BUSY: other work shared the cores)" if side.busy(args.threads) else ""
+            print(
+                f"{label}: wall {side.median():.3f} s, process CPU {cpu:.3f} s "
+                f"({cpu / side.median():.2f} of {args.threads} threads){note}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="24khz", help="24khz, 48khz or demo")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="loader workers measured")
+    parser.add_argument(
+        "--variants",
+        default="optimised,unoptimised",
+        help=f"comma-separated, or 'all': {', '.join(VARIANTS)}",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="time ours alone")
+    parser.add_argument(
+        "--audiocraft-config",
+        type=Path,
+        default=os.environ.get("AUDIOCRAFT_CONFIG"),
+        help="an audiocraft checkout's config/ (default: $AUDIOCRAFT_CONFIG, else the "
+        "transcribed values)",
+    )
     args = parser.parse_args()
+    names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     torch.set_num_threads(args.threads)
     silence_unactionable_messages()
-    medians = {
-        name: statistics.median(time_steps(args.recipe, overrides, args))
-        for name, overrides in VARIANTS.items()
-    }
-    full = medians["+ discriminator update (full step)"]
+    device = torch.device(args.device)
+    reference = None if args.no_reference else build_reference(args, device)
     print(
-        f"recipe {args.recipe}: batch {args.batch} x {args.seconds:g} s, {args.threads} threads, "
-        f"median of {args.repeats} real training steps after {args.warmup} warm-up"
+        f"24 kHz recipe, batch {args.batch} x {args.seconds:g} s, {args.threads} threads, "
+        f"{device}; median of {args.repeats} steps after {args.warmup} warm-up, "
+        f"alternating ours / reference; discriminator updated every step, no weight EMA"
     )
-    print(f"{'step':38s} {'s/step':>8s} {'of full':>8s}")
-    for name, seconds in medians.items():
-        print(f"{name:38s} {seconds:8.3f} {seconds / full:8.1%}")
+    results = {}
+    for name in names:
+        results[name] = run_ours(VARIANTS[name], reference, args, device)
+        print_comparison(name, results[name], args)
+    if len(results) > 1:
+        print("\n## ours / reference per variant (same run)")
+        for name, run in results.items():
+            print(f"{name:40s} {run.ours.median() / run.theirs.median():6.2f}")
+    if reference is not None:
+        from audiocraft_reference import check_stubs
+
+        check_stubs()
+    consumed = args.batch / results[names[0]].ours.median()
+    loader = loader_segments_per_second(args)
+    print(
+        f"\nloader: {loader:.1f} segments/s with {args.workers} worker(s) on the demo "
+        f"corpus; the step consumes {consumed:.1f} segments/s"
+    )
 
 
 if __name__ == "__main__":

@@ -106,23 +106,38 @@ class STFTDiscriminator(nn.Module):
         self.convs.append(_Conv2d(filters, filters, square))
         self.conv_post = _Conv2d(filters, 1, square)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Logits and feature maps of one scale.
+    def spectrogram(self, x: Tensor) -> Tensor:
+        """The first conv's input: `[batch, channels, time]` audio -> real and imaginary
+        parts of the normalized STFT, `[batch, 2 * channels, frames, freqs]`, in the memory
+        format of the conv weights (channels-last after `to(memory_format=...)`)."""
+        spec = self.spec_transform(x)
+        # [batch, 2 * channels, freqs, frames] -> [batch, 2 * channels, frames, freqs]
+        z = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)
+        # The first conv is not weight-normed: its weight is a plain parameter.
+        return z.contiguous(memory_format=_memory_format(self.convs[0].conv.weight))
 
-        Args:
-            x: audio `[batch, channels, time]`, at least `n_fft` samples.
+    def judge(self, z: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits and feature maps of a `spectrogram`.
+
         Returns:
             logits `[batch, 1, frames, freqs']` and the activations after each hidden conv,
             `[batch, filters, frames, freqs_k]`.
         """
-        spec = self.spec_transform(x)
-        # [batch, 2 * channels, freqs, frames] -> [batch, 2 * channels, frames, freqs]
-        z = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)
         feature_maps = []
         for conv in self.convs:
             z = F.leaky_relu(conv(z), self.negative_slope)
             feature_maps.append(z)
         return self.conv_post(z), feature_maps
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits and feature maps of one scale for audio `x` `[batch, channels, time]`, at
+        least `n_fft` samples (see `judge`)."""
+        return self.judge(self.spectrogram(x))
+
+
+def _memory_format(weight: Tensor) -> torch.memory_format:
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
@@ -183,6 +198,22 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         )
         initialize_(self, init)
 
+    def spectrograms(self, x: Tensor) -> list[Tensor]:
+        """Every scale's `STFTDiscriminator.spectrogram` of audio `[batch, channels, time]`:
+        what `judge` takes, so a training step can compute them once per signal and judge
+        them several times."""
+        if self.separate_channels:
+            x = x.reshape(-1, 1, x.shape[-1])
+        return [discriminator.spectrogram(x) for discriminator in self.discriminators]
+
+    def judge(self, spectrograms: list[Tensor]) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """Logits and feature maps of every scale from `spectrograms(x)` (see `forward`)."""
+        outputs = [
+            discriminator.judge(z)
+            for discriminator, z in zip(self.discriminators, spectrograms, strict=True)
+        ]
+        return [logits for logits, _ in outputs], [maps for _, maps in outputs]
+
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
         """Logits and feature maps of every scale.
 
@@ -193,7 +224,4 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             and per scale the list of its hidden activations; with `separate_channels`, each
             channel is an item of its own (`batch · channels` rows, channel-minor).
         """
-        if self.separate_channels:
-            x = x.reshape(-1, 1, x.shape[-1])
-        outputs = [discriminator(x) for discriminator in self.discriminators]
-        return [logits for logits, _ in outputs], [maps for _, maps in outputs]
+        return self.judge(self.spectrograms(x))

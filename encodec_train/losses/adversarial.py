@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 GeneratorLoss = Literal["hinge", "negative_mean"]
 FeatureMatching = Literal["relative", "l1"]
@@ -128,6 +129,22 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(requires_grad)
 
 
+DiscriminatorInput = Tensor | list[Tensor]
+"""What a discriminator judges: audio `[batch, channels, time]`, or the per-scale
+`spectrograms` of a discriminator that has them (`MultiScaleSTFTDiscriminator`)."""
+
+
+def _detach(x: DiscriminatorInput) -> DiscriminatorInput:
+    return [z.detach() for z in x] if isinstance(x, list) else x.detach()
+
+
+def _concatenate(a: DiscriminatorInput, b: DiscriminatorInput) -> DiscriminatorInput:
+    """`a` then `b` along the batch (per scale for spectrograms)."""
+    if isinstance(a, list):
+        return [torch.cat(pair) for pair in zip(a, b, strict=True)]
+    return torch.cat([a, b])
+
+
 class AdversarialLoss(nn.Module):
     """The adversarial part of EnCodec's objective, owning its discriminator(s).
 
@@ -142,6 +159,8 @@ class AdversarialLoss(nn.Module):
         generator_loss: "hinge" (paper) or "negative_mean" (audiocraft).
         feature_matching: "relative" (paper) or "l1" (audiocraft).
         copies: discriminators to hold (one per bandwidth), or 1.
+        fused_batches: the discriminator's update judges decoded and real audio as one batch
+            (one pass instead of two; the same maths, docs/speed.md).
     """
 
     def __init__(
@@ -150,6 +169,7 @@ class AdversarialLoss(nn.Module):
         generator_loss: GeneratorLoss = "hinge",
         feature_matching: FeatureMatching = "relative",
         copies: int = 1,
+        fused_batches: bool = False,
     ) -> None:
         super().__init__()
         # Checked here too, so a typo in the config fails at start-up, not at the first step.
@@ -166,6 +186,7 @@ class AdversarialLoss(nn.Module):
         )
         self.generator_loss = generator_loss
         self.feature_matching = feature_matching
+        self.fused_batches = fused_batches
         self.metrics: dict[str, Tensor] = {}
 
     @property
@@ -176,25 +197,48 @@ class AdversarialLoss(nn.Module):
         """The discriminator of bandwidth `index` (the only one when there is one)."""
         return self.discriminator[index] if self.copies > 1 else self.discriminator
 
-    def discriminator_loss(self, fake: Tensor, real: Tensor, index: int = 0) -> Tensor:
+    def spectrograms(self, x: Tensor) -> DiscriminatorInput:
+        """The discriminators' per-scale input spectrograms of audio `x` (the STFT has no
+        weights, so every copy shares them), or `x` itself for a discriminator without a
+        `spectrograms` method. Computed once per signal and step, they serve both the
+        update and the generator's losses."""
+        judge = self.judge(0)
+        return judge.spectrograms(x) if hasattr(judge, "spectrograms") else x
+
+    def _evaluate(self, x: DiscriminatorInput, index: int) -> tuple[list, list]:
+        judge = self.judge(index)
+        return judge.judge(x) if isinstance(x, list) else judge(x)
+
+    def discriminator_loss(
+        self, fake: DiscriminatorInput, real: DiscriminatorInput, index: int = 0
+    ) -> Tensor:
         """Hinge loss to train the discriminator; `fake` is detached here.
 
         Args:
-            fake: decoded audio `[batch, channels, time]`.
-            real: original audio `[batch, channels, time]`.
+            fake: decoded audio `[batch, channels, time]` (or its `spectrograms`).
+            real: original audio `[batch, channels, time]` (or its `spectrograms`).
         Returns:
             scalar loss; its gradient reaches only the discriminator. `metrics` then holds
             the mean real and fake logits and the accuracy (device tensors, no sync).
         """
-        fake_logits, _ = self.judge(index)(fake.detach())
-        real_logits, _ = self.judge(index)(real)
+        fake = _detach(fake)
+        # The weight-normed weights are computed once for both signals.
+        with parametrize.cached():
+            if self.fused_batches:
+                logits, _ = self._evaluate(_concatenate(fake, real), index)
+                halves = [scale.chunk(2) for scale in logits]
+                fake_logits = [fake_half for fake_half, _ in halves]
+                real_logits = [real_half for _, real_half in halves]
+            else:
+                fake_logits, _ = self._evaluate(fake, index)
+                real_logits, _ = self._evaluate(real, index)
         self.metrics = logit_metrics(real_logits, fake_logits)
         return discriminator_hinge_loss(real_logits, fake_logits)
 
     def train_adversary(
         self,
-        fake: Tensor,
-        real: Tensor,
+        fake: DiscriminatorInput,
+        real: DiscriminatorInput,
         optimizer: torch.optim.Optimizer,
         backward: Callable[[Tensor], None],
         index: int = 0,
@@ -202,8 +246,8 @@ class AdversarialLoss(nn.Module):
         """One update of the discriminator on (fake, real); `fake` is detached here.
 
         Args:
-            fake: decoded audio `[batch, channels, time]`.
-            real: original audio `[batch, channels, time]`.
+            fake: decoded audio `[batch, channels, time]` (or its `spectrograms`).
+            real: original audio `[batch, channels, time]` (or its `spectrograms`).
             optimizer: the discriminator's optimizer (a LightningOptimizer in training).
             backward: runs the backward pass of a loss (and any gradient clipping).
         Returns:
@@ -215,21 +259,24 @@ class AdversarialLoss(nn.Module):
         optimizer.step()
         return loss.detach()
 
-    def generator_losses(self, fake: Tensor, real: Tensor, index: int = 0) -> tuple[Tensor, Tensor]:
+    def generator_losses(
+        self, fake: DiscriminatorInput, real: DiscriminatorInput, index: int = 0
+    ) -> tuple[Tensor, Tensor]:
         """Adversarial and feature matching losses of the generator.
 
         Args:
-            fake: decoded audio `[batch, channels, time]`, attached to the generator's graph.
-            real: original audio `[batch, channels, time]`.
+            fake: decoded audio `[batch, channels, time]` (or its `spectrograms`), attached to
+                the generator's graph.
+            real: original audio `[batch, channels, time]` (or its `spectrograms`).
         Returns:
             `(adversarial, feature_matching)` scalars; their gradients reach `fake` but not the
             discriminator's parameters.
         """
-        judge = self.judge(index)
-        with _frozen(judge):
-            fake_logits, fake_maps = judge(fake)
+        # Two passes: only the decoded audio's needs a graph. The weights are computed once.
+        with _frozen(self.judge(index)), parametrize.cached():
+            fake_logits, fake_maps = self._evaluate(fake, index)
             with torch.no_grad():
-                _, real_maps = judge(real)
+                _, real_maps = self._evaluate(real, index)
         return (
             generator_adversarial_loss(fake_logits, self.generator_loss),
             feature_matching_loss(fake_maps, real_maps, self.feature_matching),

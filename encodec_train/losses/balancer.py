@@ -9,7 +9,7 @@ with R = `total_norm` and ⟨‖g_i‖⟩_β the bias-corrected exponential movi
 gradient norms (EnCodec, Eq. 5; audiocraft's `Balancer`).
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,7 @@ class Balancer(nn.Module):
         self.register_buffer("norm_sums", torch.zeros(len(self.names)))
         self.register_buffer("norm_count", torch.zeros(len(self.names)))
         self.metrics: dict[str, Tensor] = {}
+        self._masks: dict[tuple[bool, ...], Tensor] = {}
 
     def _gradient_norm(self, grad: Tensor) -> Tensor:
         # In the state's precision (fp32), also when the output is bf16 under autocast.
@@ -82,17 +83,26 @@ class Balancer(nn.Module):
             return torch.linalg.vector_norm(grad, dim=dims, dtype=dtype).mean()
         return torch.linalg.vector_norm(grad, dtype=dtype)
 
-    def combine(self, losses: Mapping[str, Tensor], output: Tensor) -> Tensor:
+    def combine(
+        self,
+        losses: Mapping[str, Tensor],
+        output: Tensor,
+        together: Collection[str] = (),
+    ) -> Tensor:
         """Balanced surrogate loss; updates the EMA of gradient norms and `metrics`.
 
-        Only gradients w.r.t. `output` are computed here (no parameter's `.grad` changes);
-        the graphs of the losses are retained.
+        Only gradients w.r.t. `output` are computed here (no parameter's `.grad` changes),
+        and the losses' graphs above `output` are freed by the last of them: the caller's
+        backward from the surrogate only runs the graph below `output`.
 
         Args:
             losses: scalar losses named in `weights`, each a function of `output`. A subset
                 is balanced among itself (shares renormalised; the others' EMA untouched),
                 e.g. the reconstruction losses while the adversary warms up.
             output: the tensor to balance at, e.g. decoded audio `[batch, channels, time]`.
+            together: names of present losses whose gradients come from one batched backward
+                pass (`is_grads_batched`), e.g. two losses of the same discriminator pass;
+                the others get one `autograd.grad` each. The gradients are the same.
         Returns:
             scalar `(output * combined_grad).sum()`, with `combined_grad` detached, so its
             gradient w.r.t. `output` is `combined_grad`.
@@ -103,18 +113,14 @@ class Balancer(nn.Module):
                 f"the balancer weighs {self.names}, got losses {sorted(losses)}: "
                 f"unexpected {unexpected}"
             )
-        present = torch.tensor([name in losses for name in self.names])
-        grads = {
-            name: torch.autograd.grad(losses[name], [output], retain_graph=True)[0]
-            for name in self.names
-            if name in losses
-        }
-        norms = torch.zeros_like(self.norm_sums)
-        norms[present.to(norms.device)] = torch.stack(
-            [self._gradient_norm(grad) for grad in grads.values()]
+        grads = output_gradients(losses, output, together)
+        zero = self.norm_sums.new_zeros(())
+        # Stacked, not scattered by a mask: no host-device sync.
+        norms = torch.stack(
+            [self._gradient_norm(grads[name]) if name in grads else zero for name in self.names]
         )
         all_reduce_mean_(norms)
-        present = present.to(norms)
+        present = self._present_mask(tuple(name in losses for name in self.names))
         decay = 1 - present * (1 - self.ema_decay)  # absent losses keep their state
         self.norm_sums.mul_(decay).add_(norms)
         self.norm_count.mul_(decay).add_(present)
@@ -130,3 +136,39 @@ class Balancer(nn.Module):
                 self.metrics[f"ratio_{name}"] = ratios[index]
                 self.metrics[f"grad_norm_{name}"] = norms[index]
         return (output * combined.detach()).sum()
+
+    def _present_mask(self, present: tuple[bool, ...]) -> Tensor:
+        """1.0 for the losses present, on the state's device; made once per pattern, so the
+        step copies nothing from the host."""
+        if present not in self._masks:
+            self._masks[present] = torch.tensor(present, dtype=self.norm_sums.dtype).to(
+                self.norm_sums.device
+            )
+        mask = self._masks[present]
+        if mask.device != self.norm_sums.device:  # the module moved
+            mask = self._masks[present] = mask.to(self.norm_sums.device)
+        return mask
+
+
+def output_gradients(
+    losses: Mapping[str, Tensor], output: Tensor, together: Collection[str] = ()
+) -> dict[str, Tensor]:
+    """Gradient of each loss w.r.t. `output`; the losses named in `together` (when at least
+    two are present) in one batched backward pass, the others one pass each. Graphs above
+    `output` are retained until the last pass, which frees them."""
+    batched = [name for name in losses if name in together]
+    if len(batched) < 2:
+        batched = []
+    single = [name for name in losses if name not in batched]
+    passes = len(single) + (1 if batched else 0)
+    grads: dict[str, Tensor] = {}
+    for count, name in enumerate(single, start=1):
+        (grads[name],) = torch.autograd.grad(losses[name], [output], retain_graph=count < passes)
+    if batched:
+        stacked = torch.stack([losses[name] for name in batched])
+        basis = torch.eye(len(batched), dtype=stacked.dtype, device=stacked.device)
+        (rows,) = torch.autograd.grad(
+            stacked, [output], basis, retain_graph=False, is_grads_batched=True
+        )
+        grads.update(zip(batched, rows, strict=True))
+    return grads

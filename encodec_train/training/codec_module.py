@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,13 +19,18 @@ from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
 from encodec_train.data.datamodule import AudioDataModule
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
+from encodec_train.losses.adversarial import DiscriminatorInput
 from encodec_train.model import EncodecModel
 from encodec_train.training.ema import WeightEMA
 from encodec_train.training.metrics import MetricAccumulator
+from encodec_train.training.phases import StepPhases
 from encodec_train.training.rng import capture_rng_states, restore_rng_states
+from encodec_train.training.speed import SpeedOptions, compile_networks
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 BANDWIDTH_SAMPLING = ("target_bandwidths", "codebooks")
+# Both come from one pass through the discriminator: their gradients can share a backward.
+ADVERSARIAL_LOSSES = ("adversarial", "feature_matching")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class CodecGANModule(L.LightningModule):
             the time and mel losses alone, while the discriminator trains as usual, so that
             it is past chance when its gradients start to count (0: from the first step, as
             the paper).
+        speed: how the step computes (`SpeedOptions`, docs/speed.md), never what.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class CodecGANModule(L.LightningModule):
         log_every_n_steps: int,
         adversary_start_step: int,
         discriminator_per_bandwidth: bool,
+        speed: SpeedOptions | Mapping[str, Any],
     ) -> None:
         super().__init__()
         if not 0.0 <= discriminator_update_prob <= 1.0:
@@ -113,7 +120,19 @@ class CodecGANModule(L.LightningModule):
                 f"(got {bandwidth_sampling!r}): a discriminator belongs to a bandwidth"
             )
         copies = len(generator.target_bandwidths) if discriminator_per_bandwidth else 1
-        self.adversarial = AdversarialLoss(discriminator, generator_loss, feature_matching, copies)
+        self.speed = speed if isinstance(speed, SpeedOptions) else SpeedOptions(**speed)
+        self.adversarial = AdversarialLoss(
+            discriminator,
+            generator_loss,
+            feature_matching,
+            copies,
+            fused_batches=self.speed.fused_discriminator_batches,
+        )
+        if self.speed.channels_last:
+            self.adversarial.to(memory_format=torch.channels_last)
+        if self.speed.compile is not None:
+            judges = [self.adversarial.judge(index) for index in range(copies)]
+            compile_networks(generator, judges, self.speed.compile)
         self.balancer = balancer
         self.mel_loss = mel_loss
         self.generator_optimizer = generator_optimizer
@@ -136,6 +155,8 @@ class CodecGANModule(L.LightningModule):
         self.start_step: int | None = None
         self._last_log_time: float | None = None
         self._pending_rng_states: dict[str, Any] | None = None
+        # Profiler ranges around the step's phases; benchmarks time them.
+        self.phases = StepPhases()
 
     # -- optimisation ---------------------------------------------------------------------
 
@@ -167,42 +188,55 @@ class CodecGANModule(L.LightningModule):
         adversary_on = self.global_step >= self.adversary_start_step
 
         # k-means and dead-code replacement draw from the module's generator too.
-        output = self.generator(real, n_q=plan.n_q, generator=self.rng)
-        # Padding past the end of short files is neither learnt nor judged.
-        fake = output.audio * mask
+        with self.phases("generator_forward"):
+            output = self.generator(real, n_q=plan.n_q, generator=self.rng)
+            # Padding past the end of short files is neither learnt nor judged.
+            fake = output.audio * mask
 
         metrics: dict[str, torch.Tensor] = {}
+        judged = None  # what the discriminator judges, computed once per step when needed
         if plan.update_discriminator:
-            # Through Lightning (precision, strategy, hooks), but `global_step` keeps counting
-            # generator updates, one per batch: `max_steps` and checkpoints count updates.
-            uncounted_step(discriminator_opt)
-            metrics["discriminator_loss"] = self.adversarial.train_adversary(
-                fake,
-                real,
-                discriminator_opt,
-                backward=partial(
-                    self._backward,
-                    optimizer=discriminator_opt,
-                    max_norm=self.discriminator_grad_clip,
-                ),
-                index=plan.bandwidth_index,
-            )
-            self.train_metrics.add(self.adversarial.metrics, "discriminator/")
-            self.train_metrics.add(
-                {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
-            )
+            with self.phases("discriminator_update"):
+                judged = self._discriminator_inputs(fake, real)
+                # Through Lightning (precision, strategy, hooks), but `global_step` keeps
+                # counting generator updates, one per batch: `max_steps` and checkpoints count
+                # updates.
+                uncounted_step(discriminator_opt)
+                metrics["discriminator_loss"] = self.adversarial.train_adversary(
+                    *judged,
+                    discriminator_opt,
+                    backward=partial(
+                        self._backward,
+                        optimizer=discriminator_opt,
+                        max_norm=self.discriminator_grad_clip,
+                    ),
+                    index=plan.bandwidth_index,
+                )
+                self.train_metrics.add(self.adversarial.metrics, "discriminator/")
+                self.train_metrics.add(
+                    {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
+                )
 
-        losses = self.generator_objective(
-            fake, real, adversarial=adversary_on, index=plan.bandwidth_index
-        )
-        balanced = self.balancer.combine(losses, fake)
-        generator_opt.zero_grad(set_to_none=True)
-        self._backward(balanced + output.commitment_loss, generator_opt, self.generator_grad_clip)
-        metrics["grad_norm_encoder"] = gradient_norm(self.generator.encoder)
-        metrics["grad_norm_decoder"] = gradient_norm(self.generator.decoder)
-        generator_opt.step()
-        if self.ema is not None:
-            self.ema.update(self.generator)
+        with self.phases("generator_losses"):
+            if adversary_on and judged is None:
+                judged = self._discriminator_inputs(fake, real)
+            losses = self.generator_objective(
+                fake, real, adversarial=adversary_on, index=plan.bandwidth_index, judged=judged
+            )
+        with self.phases("balancer"):
+            together = ADVERSARIAL_LOSSES if self.speed.batched_adversarial_gradients else ()
+            balanced = self.balancer.combine(losses, fake, together)
+        with self.phases("generator_backward"):
+            generator_opt.zero_grad(set_to_none=True)
+            self._backward(
+                balanced + output.commitment_loss, generator_opt, self.generator_grad_clip
+            )
+            metrics["grad_norm_encoder"] = gradient_norm(self.generator.encoder)
+            metrics["grad_norm_decoder"] = gradient_norm(self.generator.decoder)
+        with self.phases("generator_optimizer"):
+            generator_opt.step()
+            if self.ema is not None:
+                self.ema.update(self.generator)
 
         metrics.update({f"loss_{name}": value for name, value in losses.items()})
         metrics["loss_commitment"] = output.commitment_loss
@@ -215,11 +249,17 @@ class CodecGANModule(L.LightningModule):
             self._log_running_means(batch_size=real.shape[0])
 
     def generator_objective(
-        self, fake: torch.Tensor, real: torch.Tensor, adversarial: bool = True, index: int = 0
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        adversarial: bool = True,
+        index: int = 0,
+        judged: tuple[DiscriminatorInput, DiscriminatorInput] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The balanced losses of the generator (paper eq. 4, without the commitment term);
         without `adversarial`, the reconstruction losses alone. `index`: the bandwidth whose
-        discriminator judges (when there is one per bandwidth).
+        discriminator judges (when there is one per bandwidth); `judged`: what it judges for
+        (fake, real) when already computed this step (default: the audio itself).
 
         The target's mel spectrograms are computed once here and shared by the mel loss.
         """
@@ -230,9 +270,20 @@ class CodecGANModule(L.LightningModule):
         }
         if adversarial:
             losses["adversarial"], losses["feature_matching"] = self.adversarial.generator_losses(
-                fake, real, index
+                *(judged or (fake, real)), index
             )
         return losses
+
+    def _discriminator_inputs(
+        self, fake: torch.Tensor, real: torch.Tensor
+    ) -> tuple[DiscriminatorInput, DiscriminatorInput]:
+        """(fake, real) as the discriminator judges them this step: their spectrograms,
+        computed once (the real one without a graph), or the audio itself."""
+        if not self.speed.shared_spectrograms:
+            return fake, real
+        with torch.no_grad():
+            real_spectrograms = self.adversarial.spectrograms(real)
+        return self.adversarial.spectrograms(fake), real_spectrograms
 
     def _backward(self, loss: torch.Tensor, optimizer, max_norm: float | None) -> None:
         """Backward through Lightning, then clip the gradients of `optimizer`'s parameters."""

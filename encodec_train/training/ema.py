@@ -23,11 +23,11 @@ class WeightEMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        # One foreach kernel for all the weights, one for all the buffers.
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in module.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
-        for ema_buffer, buffer in zip(self.module.buffers(), module.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
+        torch._foreach_copy_(list(self.module.buffers()), list(module.buffers()))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
