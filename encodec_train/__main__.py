@@ -6,6 +6,7 @@ With no arguments it trains the tiny demo codec on a synthesised corpus on the C
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.builder import fit
 from encodec_train.training.callbacks import StopOnSignal, TrainingHealth
+from encodec_train.training.dry_run import plan
 from encodec_train.training.run_record import remove_if_empty
+from encodec_train.training.slurm import requeue_job
 
 log = logging.getLogger("encodec_train")
 
@@ -59,16 +62,29 @@ def summarize(
 
 def sweep_point_run_dir(cfg: DictConfig) -> None:
     """In a multirun, each sweep point trains in Hydra's folder for it,
-    `${run_dir}/multirun/<job number>` (deterministic, so a requeued point finds its
-    checkpoints; its `starts/<n>/overrides.yaml` says which point it is)."""
+    `${run_dir}/<its overrides>` (deterministic, so a requeued point finds its checkpoints),
+    and its W&B run is named after that folder, in the group `run_name` of the sweep."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        OmegaConf.update(cfg, "run_dir", hydra_cfg.runtime.output_dir)
+        point = Path(hydra_cfg.runtime.output_dir)
+        OmegaConf.update(cfg, "run_dir", str(point))
+        if "group" in cfg.logger:
+            OmegaConf.update(cfg, "logger.group", cfg.run_name)
+            OmegaConf.update(cfg, "logger.name", f"{cfg.run_name}/{point.name}")
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     sweep_point_run_dir(cfg)
+    if cfg.dry_run:
+        try:
+            text, problems = plan(cfg)
+        finally:
+            remove_if_empty(cfg.run_dir)
+        print(text)
+        if problems:
+            sys.exit(1)
+        return
     try:
         module, trainer, datamodule = fit(cfg)
     except BaseException:
@@ -77,10 +93,15 @@ def main(cfg: DictConfig) -> None:
     stopper = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
     if stopper.received:
         if trainer.is_global_zero:
+            job = requeue_job() if stopper.requeue else None
             print(
                 f"\nstopped by {stopper.received} after step {trainer.global_step}; "
-                f"{Path(cfg.run_dir) / 'checkpoints' / 'last.ckpt'} holds it: run the same "
-                "command again to continue exactly from there"
+                f"{Path(cfg.run_dir) / 'checkpoints' / 'last.ckpt'} holds it: "
+                + (
+                    f"SLURM job {job} is requeued and continues from there"
+                    if job
+                    else "run the same command again to continue exactly from there"
+                )
             )
         return
     results = trainer.validate(module, datamodule=datamodule, verbose=False)

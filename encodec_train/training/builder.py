@@ -17,7 +17,8 @@ from encodec_train.training.codec_module import CodecGANModule
 from encodec_train.training.config_checks import check_config, check_manifests
 from encodec_train.training.quiet import silence_unactionable_messages
 from encodec_train.training.resume import resolve_resume
-from encodec_train.training.run_record import record_start, start_record
+from encodec_train.training.run_record import record_start, run_id, start_record
+from encodec_train.training.slurm import cluster_plugins
 from encodec_train.training.wandb_run import WandbRunLogger
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
         **cfg.trainer,
         logger=instantiate(cfg.logger),
         callbacks=callbacks,
+        plugins=cluster_plugins(),
         default_root_dir=str(cfg.run_dir),
         log_every_n_steps=cfg.training.log_every_n_steps,
     )
@@ -93,6 +95,7 @@ def fit(cfg: DictConfig) -> tuple[CodecGANModule, L.Trainer, L.LightningDataModu
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
+    run_id(cfg.run_dir)  # every run has its id, whatever it logs to
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         record = start_record(cfg)

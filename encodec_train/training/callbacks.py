@@ -111,17 +111,23 @@ class SaveLastOnTrainEnd(L.Callback):
 
 
 class StopOnSignal(L.Callback):
-    """On SIGTERM (a scheduler's kill, a preemption) or SIGINT (Ctrl-C), finish the current
-    step, then stop training: `SaveLastOnTrainEnd` writes `last.ckpt`, and the same command
-    resumes exactly from it. `received` names the signal afterwards (None: none came).
+    """On a signal, finish the current step, then stop training: `SaveLastOnTrainEnd` writes
+    `last.ckpt`, and the same command resumes exactly from it.
 
-    The decision is reduced over ranks, so all of them stop after the same step.
+    SIGTERM (a scheduler's kill, a preemption) and SIGINT (Ctrl-C) stop; SIGUSR1 and SIGUSR2
+    (what SLURM sends before the time limit: `--signal=USR1@300` in slurm/, USR2 from the
+    submitit launcher) stop and set `requeue`, so the entry point requeues the job
+    (training/slurm.py), the only requeue mechanism of a run. `received` names the signal
+    afterwards (None: none came). The decisions are reduced over ranks, so all of them stop
+    after the same step and agree on the requeue.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.received: str | None = None
+        self.requeue = False
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
@@ -131,11 +137,19 @@ class StopOnSignal(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         # Before Lightning's own SIGTERM handler, which calls this one as well.
         if stage == "fit":
-            self.received = None
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            self.received, self.requeue = None, False
+            self._previous = {
+                sig: signal.signal(sig, self._handle)
+                for sig in self.STOP_SIGNALS + self.REQUEUE_SIGNALS
+            }
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            requeue_names = {sig.name for sig in self.REQUEUE_SIGNALS}
+            self.requeue = trainer.strategy.reduce_boolean_decision(
+                self.received in requeue_names, all=False
+            )
+            self.received = self.received or "a signal to another rank"
             trainer.should_stop = True
 
     def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:

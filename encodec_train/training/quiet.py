@@ -14,6 +14,8 @@ _WARNINGS = (
     r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
     # Lightning 2.6 uses a torch pytree API that newer torch deprecates.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # A resumed run writes its checkpoints into its own folder again, by design.
+    r"Checkpoint directory .* exists and is not empty",
 )
 
 

@@ -13,6 +13,17 @@ def highest_bandwidth(bandwidths: list[float]) -> str:
     return f"{max(bandwidths):g}"
 
 
+def sweep_point(overrides: list[str], excludes: list[str]) -> str:
+    """A sweep point's folder name: its command-line overrides, sorted, without the keys in
+    `excludes` (`+`/`~` prefixes ignored), `/` replaced so a value never nests folders."""
+    kept = sorted(
+        override.replace("/", "_")
+        for override in overrides
+        if override.split("=", 1)[0].lstrip("+~") not in excludes
+    )
+    return ",".join(kept) or "defaults"
+
+
 RESOLVERS = {
     # `${run_id:${run_dir}}`: the W&B run id of the run folder (logger configs).
     "run_id": run_id,
@@ -20,6 +31,8 @@ RESOLVERS = {
     "per_rank_batch": per_rank_batch,
     # `valid/mel@${highest_bandwidth:${model.target_bandwidths}}kbps` (the best checkpoint's).
     "highest_bandwidth": highest_bandwidth,
+    # `${sweep_point:${hydra:overrides.task},${sweep_name_excludes}}` (hydra.sweep.subdir).
+    "sweep_point": sweep_point,
 }
 for _name, _function in RESOLVERS.items():
     OmegaConf.register_new_resolver(_name, _function, replace=True)

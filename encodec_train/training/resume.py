@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,14 +66,6 @@ def parse_wandb_ref(text: str) -> WandbRef:
     return WandbRef(parts[0], parts[1], parts[2].split("?")[0], alias)
 
 
-class WandbApi(Protocol):
-    """The two calls of `wandb.Api` a W&B resume makes (tests pass a double of these)."""
-
-    def run(self, path: str) -> Any: ...
-
-    def artifact(self, name: str, type: str | None = None) -> Any: ...
-
-
 def find_run_folder(runs_root: Path, run_id: str) -> Path | None:
     """The folder under `runs_root` (sweep points included) whose `run_id` file holds
     `run_id`."""
@@ -93,7 +85,7 @@ def local_checkpoint(run_dir: Path, alias: str) -> Path | None:
     return path if path is not None and path.exists() else None
 
 
-def resolve_resume(cfg: DictConfig, api_factory=None) -> str | None:
+def resolve_resume(cfg: DictConfig) -> str | None:
     """The checkpoint this start continues from (None: a fresh start). `resume=auto` picks the
     run's own `last.ckpt`; a path is taken as is; a `wandb:` reference is resolved as the
     module docstring says, updating `cfg.run_dir` (and the logger's entity and project) to
@@ -104,13 +96,13 @@ def resolve_resume(cfg: DictConfig, api_factory=None) -> str | None:
         last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
         return str(last) if last.exists() else None
     if str(cfg.resume).startswith("wandb:"):
-        return str(resume_wandb_run(cfg, parse_wandb_ref(str(cfg.resume)), api_factory))
+        return str(resume_wandb_run(cfg, parse_wandb_ref(str(cfg.resume))))
     if not Path(cfg.resume).exists():
         raise FileNotFoundError(f"resume={cfg.resume}: no such checkpoint")
     return str(cfg.resume)
 
 
-def resume_wandb_run(cfg: DictConfig, ref: WandbRef, api_factory=None) -> Path:
+def resume_wandb_run(cfg: DictConfig, ref: WandbRef) -> Path:
     """Find `ref`'s checkpoint locally, else download it; point the run at the W&B run."""
     if cfg.logger.get("_target_", "").endswith("WandbLogger"):
         OmegaConf.update(cfg, "logger.project", ref.project)
@@ -123,29 +115,20 @@ def resume_wandb_run(cfg: DictConfig, ref: WandbRef, api_factory=None) -> Path:
             OmegaConf.update(cfg, "run_dir", str(folder))
             log.info("resume=%s: continuing the local run folder %s", cfg.resume, folder)
             return checkpoint
-    run_dir = Path(cfg.run_dir)
-    claim_run_folder(run_dir, ref.run_id)
-    return download_checkpoint(ref, run_dir / "checkpoints" / "wandb", cfg, api_factory)
-
-
-def claim_run_folder(run_dir: Path, run_id: str) -> None:
-    """Make `run_dir` the W&B run's folder (its `run_id` file), refusing a folder that already
-    belongs to another run."""
-    path = run_dir / "run_id"
-    if path.exists() and path.read_text().strip() != run_id:
+    id_file = Path(cfg.run_dir) / "run_id"
+    if id_file.exists() and id_file.read_text().strip() != ref.run_id:
         raise ResumeError(
-            f"run_dir={run_dir} belongs to W&B run {path.read_text().strip()}, not {run_id}: "
-            "choose another run_name (or run_dir) to continue the W&B run into"
+            f"run_dir={cfg.run_dir} belongs to W&B run {id_file.read_text().strip()}, not "
+            f"{ref.run_id}: choose another run_name (or run_dir) to continue the W&B run into"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
+    checkpoint = download_checkpoint(ref, Path(cfg.run_dir) / "checkpoints" / "wandb", cfg)
+    id_file.write_text(ref.run_id + "\n")  # the logger continues the W&B run
+    return checkpoint
 
 
-def download_checkpoint(
-    ref: WandbRef, destination: Path, cfg: DictConfig, api_factory=None
-) -> Path:
+def download_checkpoint(ref: WandbRef, destination: Path, cfg: DictConfig) -> Path:
     """Download the model artifact of `ref` through the W&B API into `destination`."""
-    api = _api(api_factory)
+    api = _api()
     try:
         api.run(ref.run_path)
     except Exception as error:  # noqa: BLE001 - wandb raises several types for "not found"
@@ -171,9 +154,9 @@ def download_checkpoint(
     return checkpoints[0]
 
 
-def _api(api_factory) -> WandbApi:
-    if api_factory is not None:
-        return api_factory()
+def _api():
+    """`wandb.Api`; the calls made on it are `run`, `artifact`, and the artifact's `metadata`
+    and `download` (the boundary tests/training/test_wandb_resume.py doubles)."""
     import wandb
 
     try:

@@ -82,12 +82,19 @@ def test_cli_trains_and_prints_the_summary(tmp_path, corpus):
 
 def test_each_sweep_point_gets_its_own_run_directory(tmp_path, corpus):
     run_cli(tmp_path, corpus, "-m", "trainer.max_steps=1,2")
-    for job, steps in enumerate((1, 2)):
-        point = tmp_path / "runs" / "multirun" / str(job)
+    points = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    # Named from the point's overrides, without the paths and other excluded keys.
+    assert [[o for o in p.name.split(",") if "max_steps" in o] for p in points] == [
+        ["trainer.max_steps=1"],
+        ["trainer.max_steps=2"],
+    ]
+    assert "run_dir" not in points[0].name and "demo_corpus" not in points[0].name
+    for steps, point in zip((1, 2), points, strict=True):
         overrides = (point / "starts" / "0" / "overrides.yaml").read_text()
         assert f"trainer.max_steps={steps}" in overrides
         checkpoint = torch.load(point / "checkpoints" / "last.ckpt", weights_only=True)
         assert checkpoint["global_step"] == steps
+    assert (points[0] / "run_id").read_text() != (points[1] / "run_id").read_text()
 
 
 def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes(tmp_path, corpus):

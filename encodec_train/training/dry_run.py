@@ -1,0 +1,150 @@
+"""`dry_run=true`: everything a start checks, and the plan of the run, without training.
+
+People run it on a login node before they queue a job: the config, the manifests, the batch
+arithmetic, the devices, where the run writes and what it would resume from. It writes
+nothing (no run folder, no run id, no demo corpus).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from encodec_train.data.manifest import Manifest, ManifestError, total_hours
+from encodec_train.training.config_checks import ConfigError, check_config, check_manifests
+from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
+
+# What a failed check raises: each is reported and the dry run goes on with the next part.
+CHECK_ERRORS = (ConfigError, ManifestError, ResumeError, FileNotFoundError, PermissionError)
+
+
+def plan(cfg: DictConfig) -> tuple[str, int]:
+    """The run's plan and every check's finding, as text for the terminal, and the number of
+    problems found (a real start fails at the first of them)."""
+    lines = ["=== encodec-train dry run (nothing is trained or written) ==="]
+    problems = 0
+    parts = (
+        lambda: [check_config(cfg)],
+        _data_lines,
+        _model_lines,
+        _device_lines,
+        _schedule_lines,
+        _output_lines,
+    )
+    for part in parts:
+        try:
+            lines += part() if part.__name__ == "<lambda>" else part(cfg)
+        except CHECK_ERRORS as error:
+            problems += 1
+            lines.append(f"PROBLEM: {error}")
+        if problems and part is parts[0]:
+            break  # the rest reads the config the first check refused
+    lines.append(f"{problems} problem(s) found" if problems else "all checks passed")
+    return "\n".join(lines), problems
+
+
+def _data_lines(cfg: DictConfig) -> list[str]:
+    manifests = list(dict.fromkeys([*cfg.data.train_manifests, *cfg.data.valid_manifests]))
+    if cfg.demo_corpus and not all(Path(path).exists() for path in manifests):
+        return [f"data: the demo corpus would be synthesised into {cfg.demo_corpus}"]
+    check_manifests(cfg.data)
+    lines = []
+    for path in manifests:
+        manifest = Manifest.load(path)
+        hours = total_hours(manifest)
+        per_domain = ", ".join(f"{d} {h:.2f} h" for d, h in hours.items() if h)
+        lines.append(f"data: {path}: {len(manifest)} files ({per_domain})")
+    return lines
+
+
+def _model_lines(cfg: DictConfig) -> list[str]:
+    generator = instantiate(cfg.model, _convert_="all")
+    discriminator = instantiate(cfg.discriminator, _convert_="all")
+    copies = len(cfg.model.target_bandwidths) if cfg.training.discriminator_per_bandwidth else 1
+    count = sum(p.numel() for p in generator.parameters())
+    judge = sum(p.numel() for p in discriminator.parameters())
+    return [
+        f"model: {cfg.model.sample_rate} Hz, {cfg.model.channels} channel(s), bandwidths "
+        f"{list(cfg.model.target_bandwidths)} kbps, {count / 1e6:.2f} M parameters",
+        f"discriminator: {copies} × {judge / 1e6:.2f} M parameters",
+    ]
+
+
+def _device_lines(cfg: DictConfig) -> list[str]:
+    trainer = cfg.trainer
+    line = (
+        f"devices: {trainer.accelerator} × {trainer.devices} per node × {trainer.num_nodes} "
+        f"node(s), strategy {trainer.strategy}, precision {trainer.precision}"
+    )
+    if trainer.accelerator in ("gpu", "cuda"):
+        visible = torch.cuda.device_count()
+        wanted = trainer.devices if isinstance(trainer.devices, int) else len(trainer.devices)
+        if visible < wanted:
+            line += (
+                f"; this machine sees {visible} GPU(s), so train on the nodes the job "
+                f"allocates ({wanted} GPUs each)"
+            )
+    return [line]
+
+
+def _schedule_lines(cfg: DictConfig) -> list[str]:
+    trainer = cfg.trainer
+    epochs, per_epoch = trainer.max_epochs, trainer.limit_train_batches
+    if trainer.max_steps and trainer.max_steps > 0:
+        total = trainer.max_steps
+        if epochs and epochs > 0 and isinstance(per_epoch, int):
+            total = min(total, epochs * per_epoch)
+    elif epochs and epochs > 0 and isinstance(per_epoch, int):
+        total = epochs * per_epoch
+    else:
+        total = math.inf
+    return [
+        f"schedule: {total} updates ({epochs} epochs × {per_epoch} updates, max_steps "
+        f"{trainer.max_steps}); checkpoint every {cfg.checkpoint_every_n_steps} updates"
+    ]
+
+
+def _output_lines(cfg: DictConfig) -> list[str]:
+    run_dir = Path(cfg.run_dir)
+    existing = next((p for p in [run_dir, *run_dir.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(f"run_dir={run_dir}: {existing} is not writable")
+    state = "holds earlier starts" if (run_dir / "starts").is_dir() else "new"
+    lines = [f"run folder: {run_dir} ({state})"]
+    lines.append(f"resume: {_resume_plan(cfg)}")
+    logger = cfg.logger._target_.rsplit(".", 1)[-1]
+    if "Wandb" in logger:
+        mode = os.environ.get("WANDB_MODE", "online")
+        id_file = Path(cfg.run_dir) / "run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else "a new id"
+        lines.append(
+            f"logger: W&B project {cfg.logger.project} ({mode}), run {run_id}, "
+            f"checkpoints as artifacts: {cfg.logger.log_checkpoints}"
+        )
+    else:
+        lines.append(f"logger: {logger} in {run_dir}")
+    return lines
+
+
+def _resume_plan(cfg: DictConfig) -> str:
+    resume = cfg.resume
+    if resume in (None, ""):
+        return "none: a fresh start"
+    if str(resume).startswith("wandb:"):
+        ref = parse_wandb_ref(str(resume))
+        folder = find_run_folder(Path(cfg.runs_root), ref.run_id)
+        if folder is not None:
+            return f"W&B run {ref.run_path}: its local folder {folder}"
+        return f"W&B run {ref.run_path}: download artifact {ref.artifact_name}"
+    path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if resume == "auto" else Path(resume)
+    if not path.exists():
+        if resume == "auto":
+            return "none: no last.ckpt in the run folder, a fresh start"
+        raise ResumeError(f"resume={resume}: no such checkpoint")
+    step = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"]
+    return f"{path} at step {step}"
