@@ -56,7 +56,8 @@ def inference_copy(model: EncodecModel, compile: bool = False) -> EncodecModel:
 
     Streaming works over the copy too (`copy.streaming()`), with its folded weights.
     """
-    copy = type(model)(**model.config)
+    device = next(model.parameters()).device
+    copy = type(model)(**model.config).to(device)
     copy.load_state_dict(model.state_dict())
     fold_weight_norm_(copy)
     _replace_elu(copy)

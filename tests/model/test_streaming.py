@@ -4,6 +4,11 @@ The offline `encode` / `decode` are the independent computation: a stream fed th
 chunks of any sizes (hypothesis draws them) must give the same codes, and audio within 1e-5.
 The emission times are checked against closed forms derived from the architecture (see
 `encodec_train.model.streaming`).
+
+Same codes, precisely: a stream computes the same sums as the offline pass, but over
+chunk-sized inputs, for which PyTorch picks other kernels (summation orders), so latents agree
+to ~1e-6 relative, not bit for bit. Where two codewords are that close to equidistant, either
+may win; `assert_same_codes` allows exactly those ties, and checks that they are ties.
 """
 
 from __future__ import annotations
@@ -26,14 +31,45 @@ AUDIO_TOLERANCE = 1e-5
 START_FRAMES = 7
 
 
+TIE = 1e-4
+"""Relative difference of two codewords' distances below which either may be chosen."""
+
+
 @cache
 def tiny(pad_mode: str = "reflect") -> EncodecModel:
+    torch.manual_seed(1)  # the same weights whatever ran before
     return randomize_official_layout_(encodec_tiny(pad_mode=pad_mode), seed=1)
 
 
 @cache
 def full() -> EncodecModel:
+    torch.manual_seed(2)
     return randomize_official_layout_(encodec_24khz(), seed=2)
+
+
+def assert_same_codes(
+    model: EncodecModel, audio: torch.Tensor, got: torch.Tensor, expected: torch.Tensor
+) -> None:
+    """`got` == `expected` ([batch, n_q, frames], `expected` = offline codes of `audio`),
+    except at ties: in a frame whose codes differ, the first differing level must pick one of
+    two codewords whose distances to the offline residual differ by under `TIE` (relative);
+    the levels after it quantise another residual and may differ too. At most 5% of frames."""
+    assert got.shape == expected.shape
+    differing = (got != expected).any(dim=1).nonzero().tolist()
+    if not differing:
+        return
+    assert len(differing) <= 0.05 * expected.shape[0] * expected.shape[2], differing
+    with torch.no_grad():
+        latent = model.encoder(audio)
+    layers = model.quantizer.vq.layers
+    for item, frame in differing:
+        residual = latent[item, :, frame]
+        level = int((got[item, :, frame] != expected[item, :, frame]).nonzero()[0])
+        for earlier in range(level):
+            residual = residual - layers[earlier]._codebook.embed[expected[item, earlier, frame]]
+        pair = torch.stack([expected[item, level, frame], got[item, level, frame]])
+        distances = (residual - layers[level]._codebook.embed[pair]).norm(dim=1)
+        assert (distances[1] - distances[0]).abs() <= TIE * distances[0], (item, frame, level)
 
 
 def offline(model: EncodecModel, audio: torch.Tensor, bandwidth: float):
@@ -67,7 +103,7 @@ def stream_audio(model, codes, sizes):
 def assert_stream_equals_offline(model, audio, bandwidth, sample_sizes, frame_sizes):
     codes, decoded = offline(model, audio, bandwidth)
     streamed = stream_codes(model, audio, bandwidth, sample_sizes)
-    assert torch.equal(torch.cat(streamed, dim=-1), codes)
+    assert_same_codes(model, audio, torch.cat(streamed, dim=-1), codes)
     out = torch.cat(stream_audio(model, codes, frame_sizes), dim=-1)
     assert out.shape == decoded.shape == (audio.shape[0], 1, codes.shape[-1] * HOP)
     assert (out - decoded).abs().max().item() <= AUDIO_TOLERANCE
@@ -142,10 +178,10 @@ def test_streams_start_empty_and_do_not_share_state():
             out_b.append(second.encoder.push(chunk_b))
         out_a.append(first.encoder.flush())
         out_b.append(second.encoder.flush())
-    assert torch.equal(torch.cat(out_a, -1), expected_a)
-    assert torch.equal(torch.cat(out_b, -1), expected_b)
+    assert_same_codes(model, a, torch.cat(out_a, -1), expected_a)
+    assert_same_codes(model, b, torch.cat(out_b, -1), expected_b)
     # A new stream after those starts from nothing.
-    assert torch.equal(torch.cat(stream_codes(model, b, 6.0, [900]), -1), expected_b)
+    assert_same_codes(model, b, torch.cat(stream_codes(model, b, 6.0, [900]), -1), expected_b)
 
 
 def test_48khz_model_refuses_to_stream():
