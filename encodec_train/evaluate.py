@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> Path:
         checkpoints = [checkpoints]
     checkpoints = list(checkpoints or [])
     bandwidths = None if cfg.bandwidths is None else [float(b) for b in cfg.bandwidths]
-    baselines = [instantiate(b, _convert_="all") for b in cfg.baselines or []]
+    baselines = [instantiate(b, _convert_="all") for b in (cfg.baselines or {}).values()]
     systems, skipped = build_systems(checkpoints, bandwidths, baselines)
     if not systems:
         raise ValueError(

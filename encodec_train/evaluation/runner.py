@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -66,7 +67,10 @@ def score(
 
 
 def _worker_init() -> None:
+    # One thread per worker: the workers already fill the cores (ViSQOL's numba kernels
+    # would start a thread per core each).
     torch.set_num_threads(1)
+    os.environ["NUMBA_NUM_THREADS"] = "1"
 
 
 def build_systems(

@@ -16,10 +16,11 @@ import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 
+from encodec_train.convert import export_hf, export_official
 from encodec_train.data.synth import music_like, speech_like
 from encodec_train.evaluate import run
 from encodec_train.evaluation.metrics import compute
-from encodec_train.evaluation.systems import CodecSystem, load_codec
+from encodec_train.evaluation.systems import CodecSystem, find_checkpoints, load_codec
 from encodec_train.model import EncodecModel
 from encodec_train.model.checkpoint import save_model
 
@@ -74,7 +75,7 @@ def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_
         f"manifest={test_set}",
         f"metrics=[{','.join(METRICS)}]",
         "bandwidths=[1.5,6]",
-        "baselines=[]",
+        "baselines={}",
         "workers=0",
         "examples=1",
         f"output_dir={out}",
@@ -155,3 +156,28 @@ def test_the_command_compares_a_run_with_opus_in_one_table_using_worker_processe
     assert np.mean(opus) == pytest.approx(6.0, rel=0.05)
     assert "| opus | 3 | — | not evaluated: opus cannot encode below 6 kbps |" in report
     assert (out / "plots" / "visqol.png").is_file()
+
+
+def test_a_hugging_face_export_evaluates_as_the_checkpoint(tmp_path, test_set):
+    clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
+    run_dir = tiny_run(tmp_path / "tiny", 0, clip[None, None])
+    ours = load_codec(run_dir / "checkpoints" / "last.ckpt")
+    hugging_face = export_hf(ours, tmp_path / "tiny_hf")
+    assert find_checkpoints(run_dir) == [("tiny", run_dir / "checkpoints" / "last.ckpt")]
+    assert find_checkpoints(hugging_face) == [("tiny_hf", hugging_face)]
+    expected = CodecSystem(ours, 3.0, "ours")(clip[None], 24000).audio
+    decoded = CodecSystem(load_codec(hugging_face), 3.0, "hf")(clip[None], 24000).audio
+    torch.testing.assert_close(decoded, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_an_official_state_dict_evaluates_as_the_model_it_came_from(tmp_path, test_set):
+    clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
+    torch.manual_seed(0)
+    model = EncodecModel().train()  # the official 24 kHz shape (a .th file has no config)
+    model(clip[None, None], 1.5)  # k-means codebooks
+    official = export_official(model.eval(), tmp_path / "encodec_24khz.th")
+    assert find_checkpoints(official) == [("encodec_24khz", official)]
+    expected = CodecSystem(model, 1.5, "ours")(clip[None], 24000).audio
+    decoded = CodecSystem(load_codec(official), 1.5, "official")(clip[None], 24000).audio
+    torch.testing.assert_close(decoded, expected, rtol=1e-4, atol=1e-5)
