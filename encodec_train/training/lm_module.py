@@ -18,9 +18,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from safetensors import safe_open
 from torch.utils.data import DataLoader, Sampler
 
-from encodec_train.data.code_shards import CodeShardDataset
+from encodec_train.data.code_shards import CodeShardDataset, _read_header, shard_paths
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
 from encodec_train.model.lm import EntropyModel, bits_per_frame
@@ -271,7 +272,7 @@ class CodeShardDataModule(L.LightningDataModule):
     Args:
         train_root: folder of the training shards.
         valid_root: folder of held-out shards (None: no validation).
-        frames: window length in frames.
+        segment_seconds: window length, in seconds of audio (frames at the shards' rate).
         batch_size: windows per batch.
         num_workers: DataLoader workers.
         seed: the window offsets and the shuffling.
@@ -282,13 +283,19 @@ class CodeShardDataModule(L.LightningDataModule):
         self,
         train_root: str,
         valid_root: str | None,
-        frames: int,
+        segment_seconds: float,
         batch_size: int,
         num_workers: int,
         seed: int,
         valid_batches: int,
     ) -> None:
         super().__init__()
+        paths = shard_paths(Path(train_root))
+        if not paths:
+            raise FileNotFoundError(f"data.train_root={train_root}: no code shards there")
+        with safe_open(str(paths[0]), framework="pt") as handle:
+            _, metadata = _read_header(handle, paths[0])
+        frames = max(1, round(segment_seconds * metadata["frame_rate"]))
         self.train = CodeShardDataset(Path(train_root), frames, seed)
         self.valid = None if valid_root is None else CodeShardDataset(Path(valid_root), frames)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
