@@ -1,0 +1,83 @@
+"""`python -m encodec_train.compress` / `decompress`: files in and out, the checkpoints named
+in the file, and clear errors."""
+
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+import torch
+from compression_helpers import chirp
+
+from encodec_train.compression.cli import compress_main, decompress_main
+from encodec_train.compression.container import read_header
+from encodec_train.compression.models import save_entropy_model
+from encodec_train.model import save_model
+
+
+@pytest.fixture
+def files(tmp_path, tiny_codec, tiny_lm):
+    codec = save_model(tiny_codec, tmp_path / "codec.pt")
+    lm = save_entropy_model(tiny_lm, tmp_path / "lm.pt")
+    audio = chirp(tiny_codec, 7000)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, audio.T.numpy(), tiny_codec.sample_rate, subtype="FLOAT")
+    return codec, lm, wav, audio
+
+
+@pytest.mark.parametrize("use_lm", [False, True])
+def test_compress_then_decompress_decodes_the_codes(tmp_path, tiny_codec, files, use_lm, capsys):
+    codec, lm, wav, audio = files
+    extra = ["--lm", str(lm)] if use_lm else []
+    compress_main(
+        [str(wav), str(tmp_path / "a.ecdc"), "--checkpoint", str(codec), "--bandwidth", "3", *extra]
+    )
+    assert "kbps" in capsys.readouterr().out
+    data = (tmp_path / "a.ecdc").read_bytes()
+    metadata = read_header(data, "a.ecdc")[1]
+    assert metadata["lm"] is use_lm and metadata["ckpt"] == str(codec.resolve())
+    decompress_main(
+        [str(tmp_path / "a.ecdc"), str(tmp_path / "out.wav")]
+    )  # checkpoints from the file
+    decoded, rate = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
+    with torch.no_grad():
+        expected = tiny_codec.decode(tiny_codec.encode(audio[None], 3.0))[0, :, : audio.shape[-1]]
+    assert rate == tiny_codec.sample_rate and decoded.shape == (audio.shape[-1], 1)
+    # 16-bit WAV: within one quantisation step of the decoded audio.
+    assert (torch.from_numpy(decoded.T) - expected.clamp(-1, 1)).abs().max() <= 1 / 32768 + 1e-6
+
+
+def test_errors_are_one_clear_line(tmp_path, files, capsys):
+    codec, lm, wav, _ = files
+    target = tmp_path / "a.ecdc"
+    compress_main([str(wav), str(target), "--checkpoint", str(codec), "--lm", str(lm)])
+    target.write_bytes(target.read_bytes()[:-5])
+    with pytest.raises(SystemExit) as exit_info:
+        decompress_main([str(target), str(tmp_path / "out.wav")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.startswith(f"error: {target} is truncated")
+    with pytest.raises(SystemExit):
+        compress_main([str(wav), str(target), "--checkpoint", str(tmp_path / "none.pt")])
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compress_main([str(wav), str(target), "--checkpoint", str(codec), "--bandwidth", "5"])
+    assert "bandwidth=5.0 kbps is not offered" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_modules_run_as_commands(tmp_path, files):
+    codec, lm, wav, _ = files
+    for command in (
+        [
+            "encodec_train.compress",
+            str(wav),
+            str(tmp_path / "a.ecdc"),
+            "--checkpoint",
+            str(codec),
+            "--lm",
+            str(lm),
+        ],
+        ["encodec_train.decompress", str(tmp_path / "a.ecdc"), str(tmp_path / "b.wav")],
+    ):
+        subprocess.run([sys.executable, "-m", *command], check=True, capture_output=True)
+    assert sf.info(tmp_path / "b.wav").frames == 7000
