@@ -56,7 +56,9 @@ def summarize(
             lines.append("training health: no sign of collapse")
     checkpoint = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
     lines.append(f"checkpoint: {checkpoint}")
-    lines.append(f"load it with: EncodecModel.from_checkpoint('{checkpoint}')")
+    # The entropy model's module names its own loader.
+    loader = getattr(module, "checkpoint_loader", "EncodecModel.from_checkpoint")
+    lines.append(f"load it with: {loader}('{checkpoint}')")
     return "\n".join(lines)
 
 

@@ -82,6 +82,9 @@ class EntropyLMModule(L.LightningModule):
         log_every_n_steps: how often the running means of the metrics are logged.
     """
 
+    checkpoint_loader = "encodec_train.compression.models.load_entropy_model"
+    """What loads the model from this module's checkpoints (the run summary says it)."""
+
     def __init__(
         self,
         lm: LMFactory,
