@@ -75,7 +75,7 @@ def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_
         f"manifest={test_set}",
         f"metrics=[{','.join(METRICS)}]",
         "bandwidths=[1.5,6]",
-        "baselines={}",
+        "~baselines.opus",
         "workers=0",
         "examples=1",
         f"output_dir={out}",
