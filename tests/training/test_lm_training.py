@@ -95,6 +95,7 @@ def shard_run(tmp_path, shards, *overrides):
     )
 
 
+@pytest.mark.slow
 def test_the_model_learns_the_codes_of_held_out_shards(tmp_path, shards):
     module, trainer, datamodule = fit(shard_run(tmp_path, shards, "trainer.max_steps=60"))
     result = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
