@@ -44,19 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.add_argument("--anchor-share", type=float, default=defaults.anchor_share)
 
     args = parser.parse_args(argv)
-    if args.command == "build":
-        config = build_test(
-            args.manifest, args.system, args.out, args.items, args.seed, args.lufs, args.name
-        )
-        print(
-            f"webMUSHRA config: {config}\ncopy what {config.parent}/ holds into webMUSHRA's "
-            f"configs/ folder and open index.html?config={config.name}"
-        )
-    else:
-        rules = Filtering(
-            args.reference_below, args.reference_share, args.anchor_above, args.anchor_share
-        )
-        print(analyze(args.results, args.out, rules, annotator=args.annotator_column), end="")
+    try:
+        if args.command == "build":
+            config = build_test(
+                args.manifest, args.system, args.out, args.items, args.seed, args.lufs, args.name
+            )
+            print(
+                f"webMUSHRA config: {config}\ncopy what {config.parent}/ holds into webMUSHRA's "
+                f"configs/ folder and open index.html?config={config.name}"
+            )
+        else:
+            rules = Filtering(
+                args.reference_below, args.reference_share, args.anchor_above, args.anchor_share
+            )
+            print(analyze(args.results, args.out, rules, annotator=args.annotator_column), end="")
+    except (ValueError, OSError) as e:  # bad input: one line naming it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

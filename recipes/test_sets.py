@@ -65,25 +65,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--root", default="data_manifests/demo", help="the demo corpus folder")
 
     args = parser.parse_args(argv)
-    if args.command == "split":
-        train, heldout, groups = split_held_out(
-            args.manifest, args.fraction, args.pattern, args.seed
-        )
-        print(f"{groups} group(s) held out in {heldout}; {train} now lists the rest")
-    elif args.command == "build":
-        options = SegmentOptions(
-            sample_rate=args.sample_rate,
-            channels=args.channels,
-            segment_seconds=args.segment_seconds,
-            per_category=args.per_category,
-            seed=args.seed,
-            snr_db=tuple(args.snr_db),
-        )
-        categories = tuple(c for c in PAPER_CATEGORIES if c.name in args.categories)
-        sources = {key: getattr(args, key) for key in SOURCE_DOMAINS}
-        print(build_test_set(sources, args.out, options, categories))
-    else:
-        print(ensure_demo_test_set(args.root))
+    try:
+        if args.command == "split":
+            train, heldout, groups = split_held_out(
+                args.manifest, args.fraction, args.pattern, args.seed
+            )
+            print(f"{groups} group(s) held out in {heldout}; {train} now lists the rest")
+        elif args.command == "build":
+            options = SegmentOptions(
+                sample_rate=args.sample_rate,
+                channels=args.channels,
+                segment_seconds=args.segment_seconds,
+                per_category=args.per_category,
+                seed=args.seed,
+                snr_db=tuple(args.snr_db),
+            )
+            categories = tuple(c for c in PAPER_CATEGORIES if c.name in args.categories)
+            sources = {key: getattr(args, key) for key in SOURCE_DOMAINS}
+            print(build_test_set(sources, args.out, options, categories))
+        else:
+            print(ensure_demo_test_set(args.root))
+    except (ValueError, OSError) as e:  # bad input: one line naming it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
