@@ -4,7 +4,6 @@ weights and ffmpeg baselines, as CSV/JSON, plots and a Markdown report (docs/eva
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 from encodec_train.evaluation.report import write_report
 from encodec_train.evaluation.runner import build_systems, evaluate
 from encodec_train.evaluation.testsets import ensure_demo_test_set
-
-log = logging.getLogger("encodec_train.evaluate")
 
 
 def run(cfg: DictConfig) -> Path:
