@@ -9,6 +9,7 @@ times the frame rate, is the bitrate that range coding with the model reaches.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,9 +20,10 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from safetensors import safe_open
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from encodec_train.data.code_shards import CodeShardDataset, _read_header, shard_paths
+from encodec_train.data.datamodule import ResumableDataLoader
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
 from encodec_train.model.lm import EntropyModel, bits_per_frame
@@ -248,24 +250,34 @@ class EntropyLMModule(L.LightningModule):
         self.start_step = self.global_step
 
 
-class EndlessBatches(Sampler):
-    """Batches of indices of `size` items, reshuffled every pass (a pure function of
-    `(seed, pass)`), from batch `start` on: a stream that resumes at any batch."""
+class ShuffledWindows(IterableDataset):
+    """Endless batches of `windows`, reshuffled every pass; batch `b` is a pure function of
+    `(seed, b)`, so the stream resumes at any batch (`start`) whatever the number of workers
+    (worker w of W builds batches start + w, start + w + W, ...).
 
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
-        if size < batch_size:
-            raise ValueError(f"{size} windows, fewer than one batch of {batch_size}")
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.per_pass = size // batch_size
+    Yields LongTensor [batch_size, n_q, frames].
+    """
+
+    def __init__(self, windows: CodeShardDataset, batch_size: int, seed: int) -> None:
+        super().__init__()
+        if len(windows) < batch_size:
+            raise ValueError(f"{len(windows)} windows, fewer than one batch of {batch_size}")
+        self.windows, self.batch_size, self.seed = windows, batch_size, seed
+        self.per_pass = len(windows) // batch_size
         self.start = 0
+        """First batch index; set before iterating to resume."""
 
     def __iter__(self):
-        batch = self.start
-        while True:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        order, order_pass = None, None
+        for batch in itertools.islice(itertools.count(self.start), worker, None, workers):
             epoch, index = divmod(batch, self.per_pass)
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-            yield order[index * self.batch_size : (index + 1) * self.batch_size].tolist()
-            batch += 1
+            if epoch != order_pass:
+                order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
+                order_pass = epoch
+            chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+            yield torch.stack([self.windows[int(i)] for i in chosen])
 
 
 class CodeShardDataModule(L.LightningDataModule):
@@ -306,10 +318,12 @@ class CodeShardDataModule(L.LightningDataModule):
         self.metadata = self.train.metadata
         self.batches_consumed = 0
 
-    def train_dataloader(self) -> DataLoader:
-        sampler = EndlessBatches(len(self.train), self.batch_size, self.seed)
-        sampler.start = self.batches_consumed
-        return DataLoader(self.train, batch_sampler=sampler, num_workers=self.num_workers)
+    def train_dataloader(self) -> ResumableDataLoader:
+        return ResumableDataLoader(
+            ShuffledWindows(self.train, self.batch_size, self.seed),
+            lambda: self.batches_consumed,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.valid is None:

@@ -3,6 +3,7 @@ builder, exact resume, and the codes of a frozen codec from audio batches."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -137,3 +138,19 @@ def test_codes_come_from_the_frozen_codec_and_padding_is_masked(tmp_path):
     assert torch.equal(codes, codec.encode(audio)[0].codes)
     assert frame_mask.tolist() == [[1.0] * 10, [1.0] * 5 + [0.0] * 5]
     assert module.lm.n_q == codec.quantizer.n_q and module.lm.codebook_size == CARD
+
+
+def test_shuffled_windows_resume_at_any_batch_and_cover_each_pass(shards):
+    from encodec_train.data.code_shards import CodeShardDataset
+    from encodec_train.training.lm_module import ShuffledWindows
+
+    windows = CodeShardDataset(shards / "train", frames=40)  # 3 items × 10 windows
+    stream = ShuffledWindows(windows, batch_size=4, seed=0)
+    first = list(itertools.islice(iter(stream), 16))
+    stream.start = 9
+    resumed = list(itertools.islice(iter(stream), 7))
+    assert all(torch.equal(a, b) for a, b in zip(first[9:], resumed, strict=True))
+    every = {tuple(w.flatten().tolist()) for w in (windows[i] for i in range(len(windows)))}
+    one_pass = {tuple(w.flatten().tolist()) for batch in first[:7] for w in batch}
+    assert len(one_pass) == 28 and one_pass <= every  # 7 batches of distinct windows
+    assert not torch.equal(torch.cat(first[:7]), torch.cat(first[7:14]))  # reshuffled
