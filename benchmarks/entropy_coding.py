@@ -101,7 +101,8 @@ def speed(seconds: float, bandwidth: float, runs: int) -> None:
             if who == "ours":
                 words = range_coding.encode_chunk(ours, codes)
                 middle = time.perf_counter()
-                assert torch.equal(range_coding.decode_chunk(ours, words, levels, steps), codes)
+                [decoded] = range_coding.decode_chunks(ours, [(words, steps)], levels)
+                assert torch.equal(decoded, codes)
                 ours_bits = 32 * len(words)
             else:
                 data = official_encode(official, codes)

@@ -165,7 +165,7 @@ def read_ecdc(
         lm = range_coding.coding_model(lm)
     reader = _Reader(data, offset, source)
     bits = bits_per_code(model.quantizer.codebook_size)
-    frames = []
+    scales, chunks = [], []  # chunks: codes (packed) or (coded words, frames) (entropy model)
     for index, count in enumerate(chunk_frames(model, length)):
         scale = None
         if model.normalize:
@@ -173,22 +173,25 @@ def read_ecdc(
             if not math.isfinite(value) or value <= 0:
                 raise EcdcError(f"{source}: corrupted, chunk {index} has scale {value}")
             scale = torch.tensor([[value]])
+        scales.append(scale)
         if lm is None:
             raw = reader.take(packed_size(levels * count, bits), f"chunk {index}'s codes")
-            codes = torch.from_numpy(unpack_codes(raw, levels, count, bits))
+            chunks.append(torch.from_numpy(unpack_codes(raw, levels, count, bits)))
         else:
             (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"chunk {index}'s size"))
             raw = reader.take(4 * words, f"chunk {index}'s {words} coded words")
-            try:
-                codes = range_coding.decode_chunk(lm, np.frombuffer(raw, ">u4"), levels, count)
-            except AssertionError:  # constriction's word for data its model cannot decode
-                raise EcdcError(_undecodable(source, lm)) from None
-        frames.append(EncodedFrame(codes[None], scale))
+            chunks.append((np.frombuffer(raw, ">u4"), count))
     if reader.offset != len(data):
         raise EcdcError(
             f"{source}: {len(data) - reader.offset} bytes after the last chunk (corrupted, or "
             "not written for this codec)"
         )
+    if lm is not None:
+        try:
+            chunks = range_coding.decode_chunks(lm, chunks, levels)
+        except AssertionError:  # constriction's word for data its model cannot decode
+            raise EcdcError(_undecodable(source, lm)) from None
+    frames = [EncodedFrame(codes[None], scale) for codes, scale in zip(chunks, scales, strict=True)]
     if "crc" in metadata and codes_checksum([f.codes[0] for f in frames]) != metadata["crc"]:
         raise EcdcError(_undecodable(source, lm))
     return EcdcContent(frames, length, metadata)

@@ -12,6 +12,7 @@ and a fresh coder, as in the official format.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import constriction
 import numpy as np
@@ -60,16 +61,24 @@ def encode_chunk(lm: EntropyModel, codes: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def decode_chunk(lm: EntropyModel, words: np.ndarray, levels: int, frames: int) -> torch.Tensor:
-    """Codes [levels, frames] from the words of `encode_chunk`, one step at a time."""
-    decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
+def decode_chunks(
+    lm: EntropyModel, chunks: Sequence[tuple[np.ndarray, int]], levels: int
+) -> list[torch.Tensor]:
+    """Codes [levels, frames] of each chunk from its words of `encode_chunk` and its number of
+    frames, one step at a time; the chunks of a file are decoded side by side (a batch), so
+    each step reads the model's weights once for all of them."""
+    decoders = [constriction.stream.queue.RangeDecoder(np.asarray(w, np.uint32)) for w, _ in chunks]
+    frames = [count for _, count in chunks]
     family = _family()
-    codes = torch.zeros(levels, frames, dtype=torch.long)
-    inputs = torch.zeros(1, levels, 1, dtype=torch.long)
+    codes = torch.zeros(len(chunks), levels, max(frames), dtype=torch.long)
+    inputs = torch.zeros(len(chunks), levels, 1, dtype=torch.long)
     state: LMState | None = None
-    for t in range(frames):
+    for t in range(max(frames)):
         logits, state = lm(inputs, state)
-        step = decoder.decode(family, probabilities(logits[0, :, 0]))
-        codes[:, t] = torch.from_numpy(step.astype(np.int64))
-        inputs = 1 + codes[None, :, t : t + 1]
-    return codes
+        weights = probabilities(logits[:, :, 0])  # [chunks, levels, card]
+        for index, decoder in enumerate(decoders):
+            if t < frames[index]:  # a shorter (last) chunk has ended: its steps are ignored
+                step = decoder.decode(family, weights[index])
+                codes[index, :, t] = torch.from_numpy(step.astype(np.int64))
+        inputs = 1 + codes[:, :, t : t + 1]
+    return [chunk[:, :count] for chunk, count in zip(codes, frames, strict=True)]

@@ -41,15 +41,19 @@ def test_round_trip_gives_the_encoded_codes(tiny_codec, tiny_lm, use_lm, length,
         assert len(data) - data.index(b"}") - 1 == (bits + 7) // 8
 
 
-def test_each_chunk_keeps_its_scale(tiny_codec):
-    """A chunked, normalising codec (as the 48 kHz model) writes a float32 scale per chunk."""
+@pytest.mark.parametrize("use_lm", [False, True])
+def test_each_chunk_keeps_its_scale(tiny_codec, tiny_lm, use_lm):
+    """A chunked, normalising codec (as the 48 kHz model) writes a float32 scale per chunk;
+    with the entropy model, the chunks (the last one shorter) are decoded side by side."""
     model = type(tiny_codec)(**{**tiny_codec.config, "segment_seconds": 0.1, "normalize": True})
     model.load_state_dict(tiny_codec.state_dict())
     model.eval()
     audio = chirp(model, 5000)
     expected = model.encode(audio[None], 3.0)
-    content = read_ecdc(compress(model, audio, 3.0), model)
+    lm = tiny_lm if use_lm else None
+    content = read_ecdc(compress(model, audio, 3.0, lm), model, lm)
     assert len(content.frames) == len(expected) == 3
+    assert [f.codes.shape[-1] for f in expected] == [8, 8, 1]
     for got, want in zip(content.frames, expected, strict=True):
         assert torch.equal(got.codes, want.codes)
         assert got.scale.item() == torch.tensor(want.scale.item(), dtype=torch.float32).item()

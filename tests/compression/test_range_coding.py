@@ -89,7 +89,8 @@ def test_one_pass_and_step_by_step_give_the_same_weights():
     torch.testing.assert_close(whole, stepwise, rtol=0, atol=1e-9)
     assert np.array_equal(integer_weights(whole), integer_weights(stepwise))
     words = range_coding.encode_chunk(model, codes)
-    assert torch.equal(range_coding.decode_chunk(model, words, 4, codes.shape[1]), codes)
+    [decoded] = range_coding.decode_chunks(model, [(words, codes.shape[1])], 4)
+    assert torch.equal(decoded, codes)
 
 
 def test_bytes_do_not_depend_on_threads_or_blocks(monkeypatch):
