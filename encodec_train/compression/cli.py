@@ -17,7 +17,7 @@ import torch
 import torchaudio.functional as AF
 
 from encodec_train.compression.container import EcdcError, read_header
-from encodec_train.compression.ecdc import compress, decompress
+from encodec_train.compression.ecdc import CODERS, compress, decompress
 from encodec_train.compression.models import load_codec, load_entropy_model
 from encodec_train.model import CheckpointMismatchError, EncodecModel
 from encodec_train.model.lm import EntropyModel
@@ -63,6 +63,13 @@ def compress_main(argv: list[str] | None = None) -> None:
         "--bandwidth", type=float, default=None, help="kbps (default: the codec's largest)"
     )
     parser.add_argument("--lm", type=Path, default=None, help="entropy model (range coding)")
+    parser.add_argument(
+        "--coder",
+        choices=CODERS,
+        default="range",
+        help="with --lm: our deterministic range coder, or the official package's arithmetic "
+        "coder (files the official reader decodes, on the machine that wrote them)",
+    )
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -71,7 +78,8 @@ def compress_main(argv: list[str] | None = None) -> None:
         metadata = {"ckpt": str(args.checkpoint.resolve())}
         if args.lm is not None:
             metadata["lmckpt"] = str(args.lm.resolve())
-        data = compress(model, read_audio(args.input, model), args.bandwidth, lm, metadata)
+        audio = read_audio(args.input, model)
+        data = compress(model, audio, args.bandwidth, lm, metadata, args.coder)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(data)
         seconds = int(read_header(data, str(args.output))[1]["al"]) / model.sample_rate

@@ -3,7 +3,8 @@
 A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s chunks, each
 with its scale). Without an entropy model the codes are bit-packed as the official package
 writes them (version 0: the official reader decodes our files and we decode its). With one,
-they are range-coded with it (`range_coding`, version 1). Our header adds, to the official
+they are range-coded with it (`range_coding`, version 1), or on request arithmetic-coded by
+the official package's coder (`official_coder`, version 0, which the official reader decodes). Our header adds, to the official
 keys, `fp` (the codec weights' fingerprint: decoding with other weights is refused), `crc`
 (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an error, never
 wrong audio) and what the caller passes (e.g. the checkpoints used).
@@ -11,6 +12,7 @@ wrong audio) and what the caller passes (e.g. the checkpoints used).
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import zlib
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encodec_train.compression import range_coding
+from encodec_train.compression import official_coder, range_coding
 from encodec_train.compression.container import (
     OFFICIAL_VERSION,
     RANGE_CODED_VERSION,
@@ -78,9 +80,22 @@ def check_entropy_model(lm: EntropyModel, model: EncodecModel, levels: int) -> N
         )
 
 
-def write_ecdc(content: EcdcContent, model: EncodecModel, lm: EntropyModel | None = None) -> bytes:
-    """The file bytes of `content` (batch-1 frames from `model.encode`), range-coded with
-    `lm` when given, else bit-packed. `content.metadata` holds extra header keys."""
+CODERS = ("range", "official")
+"""With an entropy model: our deterministic range coder (version 1), or the official package's
+arithmetic coder (version 0, which the official reader decodes; see `official_coder`)."""
+
+
+def write_ecdc(
+    content: EcdcContent,
+    model: EncodecModel,
+    lm: EntropyModel | None = None,
+    coder: str = "range",
+) -> bytes:
+    """The file bytes of `content` (batch-1 frames from `model.encode`), entropy-coded with
+    `lm` by `coder` (one of `CODERS`) when given, else bit-packed. `content.metadata` holds
+    extra header keys."""
+    if coder not in CODERS:
+        raise ValueError(f"coder={coder!r}: choose one of {CODERS}")
     codes = [frame.codes[0].cpu() for frame in content.frames]
     expected = chunk_frames(model, content.length)
     if [c.shape[-1] for c in codes] != expected:
@@ -100,14 +115,19 @@ def write_ecdc(content: EcdcContent, model: EncodecModel, lm: EntropyModel | Non
     }
     if lm is not None:
         check_entropy_model(lm, model, levels)
+        if coder == "official":
+            official = official_coder.official_model(lm)
         lm = range_coding.coding_model(lm)
-    parts = [write_header(metadata, OFFICIAL_VERSION if lm is None else RANGE_CODED_VERSION)]
+    ranged = lm is not None and coder == "range"
+    parts = [write_header(metadata, RANGE_CODED_VERSION if ranged else OFFICIAL_VERSION)]
     bits = bits_per_code(model.quantizer.codebook_size)
     for frame, chunk in zip(content.frames, codes, strict=True):
         if model.normalize:
             parts.append(SCALE.pack(float(frame.scale.reshape(-1)[0])))
         if lm is None:
             parts.append(pack_codes(chunk.numpy(), bits))
+        elif coder == "official":
+            parts.append(official_coder.encode_chunk(official, chunk))
         else:
             words = range_coding.encode_chunk(lm, chunk)
             parts += [WORD_COUNT.pack(len(words)), words.astype(">u4").tobytes()]
@@ -150,18 +170,15 @@ def read_ecdc(
     levels, length = metadata["nc"], metadata["al"]
     if levels > model.quantizer.n_q:
         raise EcdcError(f"{source}: {levels} codebooks, the codec has {model.quantizer.n_q}")
-    if metadata["lm"] and version == OFFICIAL_VERSION:
-        raise EcdcError(
-            f"{source} was entropy-coded by the official encodec package's arithmetic coder, "
-            "whose probabilities are not reproducible across machines; encodec-train reads "
-            "official files written without the entropy model (use_lm=False)"
-        )
     if version == RANGE_CODED_VERSION and not metadata["lm"]:
         raise EcdcError(f"{source}: corrupted header (version 1 without an entropy model)")
     if metadata["lm"]:
         if lm is None:
             raise EcdcError(f"{source} was coded with an entropy model: pass it (--lm)")
         check_entropy_model(lm, model, levels)
+        if version == OFFICIAL_VERSION:
+            frames = _read_official_coded(data, offset, model, lm, metadata, source)
+            return _checked(EcdcContent(frames, length, metadata), source, lm)
         lm = range_coding.coding_model(lm)
     reader = _Reader(data, offset, source)
     bits = bits_per_code(model.quantizer.codebook_size)
@@ -192,9 +209,46 @@ def read_ecdc(
         except AssertionError:  # constriction's word for data its model cannot decode
             raise EcdcError(_undecodable(source, lm)) from None
     frames = [EncodedFrame(codes[None], scale) for codes, scale in zip(chunks, scales, strict=True)]
-    if "crc" in metadata and codes_checksum([f.codes[0] for f in frames]) != metadata["crc"]:
+    return _checked(EcdcContent(frames, length, metadata), source, lm)
+
+
+def _checked(content: EcdcContent, source: str, lm: EntropyModel | None) -> EcdcContent:
+    """`content`, once its codes pass the header's checksum (files without one pass)."""
+    crc = content.metadata.get("crc")
+    if crc is not None and codes_checksum([f.codes[0] for f in content.frames]) != crc:
         raise EcdcError(_undecodable(source, lm))
-    return EcdcContent(frames, length, metadata)
+    return content
+
+
+def _read_official_coded(
+    data: bytes,
+    offset: int,
+    model: EncodecModel,
+    lm: EntropyModel,
+    metadata: dict[str, Any],
+    source: str,
+) -> list[EncodedFrame]:
+    """The chunks of a file entropy-coded by the official package, read as its reader does
+    (each chunk's decoder stops where its codes end; there is no length to check)."""
+    official = official_coder.official_model(lm)
+    stream = io.BytesIO(data)
+    stream.seek(offset)
+    frames = []
+    for index, count in enumerate(chunk_frames(model, metadata["al"])):
+        scale = None
+        if model.normalize:
+            raw = stream.read(SCALE.size)
+            if len(raw) < SCALE.size:
+                raise EcdcError(f"{source} is truncated: chunk {index}'s scale is missing")
+            scale = torch.tensor([[SCALE.unpack(raw)[0]]])
+        try:
+            codes = official_coder.decode_chunk(official, stream, metadata["nc"], count)
+        except EOFError:
+            raise EcdcError(f"{source} is truncated: chunk {index}'s codes end early") from None
+        except (RuntimeError, AssertionError):  # the official decoder's failed search
+            raise EcdcError(_undecodable(source, lm)) from None
+        frames.append(EncodedFrame(codes[None], scale))
+    return frames
 
 
 def _undecodable(source: str, lm: EntropyModel | None) -> str:
@@ -210,12 +264,15 @@ def compress(
     bandwidth: float | None,
     lm: EntropyModel | None = None,
     metadata: dict[str, Any] | None = None,
+    coder: str = "range",
 ) -> bytes:
-    """Audio [channels, time] at the model's rate → `.ecdc` bytes at `bandwidth` kbps."""
+    """Audio [channels, time] at the model's rate → `.ecdc` bytes at `bandwidth` kbps (see
+    `write_ecdc` for `lm` and `coder`)."""
     if audio.dim() != 2:
         raise ValueError(f"audio must be [channels, time], got shape {tuple(audio.shape)}")
     frames = model.encode(audio[None], bandwidth)
-    return write_ecdc(EcdcContent(frames, audio.shape[-1], dict(metadata or {})), model, lm)
+    content = EcdcContent(frames, audio.shape[-1], dict(metadata or {}))
+    return write_ecdc(content, model, lm, coder)
 
 
 @torch.no_grad()

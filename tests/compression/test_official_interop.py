@@ -14,6 +14,7 @@ from compression_helpers import chirp
 from encodec_train import convert
 from encodec_train.compression.container import EcdcError
 from encodec_train.compression.ecdc import compress, read_ecdc
+from encodec_train.compression.models import official_config
 from encodec_train.model import encodec_24khz, encodec_48khz
 from encodec_train.model.lm import EntropyModel
 
@@ -92,17 +93,32 @@ def test_each_package_reads_the_others_files(pair, bandwidth, seconds):
 
 
 @pytest.mark.parametrize("pair", ["encodec_24khz"], indirect=True)
-def test_official_entropy_coded_files_are_refused_clearly(pair, monkeypatch):
-    """The official arithmetic coder's files need its float32 probabilities, which differ
-    between machines; they are refused, not decoded into noise."""
+def test_files_entropy_coded_by_the_official_coder_are_read_both_ways(pair, monkeypatch):
+    """The official package's entropy-coded files, with the same entropy-model weights (here,
+    on the machine that wrote them: its float32 probabilities are not portable)."""
     ours, official = pair
     torch.manual_seed(1234)
-    lm = encodec.model.LMModel(32, 1024, num_layers=5, dim=200, past_context=262).eval()
-    monkeypatch.setattr(type(official), "get_lm_model", lambda self: lm)
-    official.set_target_bandwidth(1.5)
-    data = official_compression.compress(official, chirp(ours, 640), use_lm=True)
-    with pytest.raises(EcdcError, match="official encodec package's arithmetic coder"):
-        read_ecdc(data, ours, source="official.ecdc")
+    official_lm = encodec.model.LMModel(32, 1024, num_layers=5, dim=200, past_context=262).eval()
+    monkeypatch.setattr(type(official), "get_lm_model", lambda self: official_lm)
+    lm = EntropyModel(**official_config(official_lm.state_dict(), ours.frame_rate)).eval()
+    lm.load_state_dict(official_lm.state_dict())
+    official.set_target_bandwidth(3.0)
+    audio = chirp(ours, 2000)
+    with torch.no_grad():
+        [(codes, _)] = official.encode(audio[None])
+
+    theirs = official_compression.compress(official, audio, use_lm=True)
+    content = read_ecdc(theirs, ours, lm, source="official.ecdc")
+    assert torch.equal(content.frames[0].codes, codes) and codes.shape == (1, 4, 7)
+
+    mine = compress(ours, audio, 3.0, lm, coder="official")
+    assert mine[mine.index(b"}") + 1 :] == theirs[theirs.index(b"}") + 1 :]
+    decoded, _ = official_compression.decompress(mine)
+    with torch.no_grad():
+        expected = official.decode([(codes, None)])[0, :, : audio.shape[-1]]
+    torch.testing.assert_close(decoded, expected)
+    with pytest.raises(EcdcError, match="truncated"):
+        read_ecdc(theirs[:-6], ours, lm, source="official.ecdc")
 
 
 @pytest.mark.parametrize("pair", ["encodec_24khz"], indirect=True)
