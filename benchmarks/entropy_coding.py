@@ -4,7 +4,8 @@ Part 1 (always): encode and decode times of the same codes with the paper's entr
 (24 kHz size: 5 layers, 200 channels, 32 heads of 1024 entries; random weights shared by
 both packages), our range coder (one teacher-forced float64 pass to encode, KV-cached steps
 to decode, constriction) against the official LM loop of `encodec/compress.py` (its
-`LMModel` step by step and its pure-Python arithmetic coder), median of `--runs` runs,
+`LMModel` step by step and its pure-Python arithmetic coder, run by
+`encodec_train.compression.official_coder` exactly as there), median of `--runs` runs,
 interleaved in this process so a busy machine slows both alike: compare the ratios.
 
 Part 2 (with --codec and --lm): the bitrate of real files, each compressed with and without
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from encodec_train.compression import range_coding
+from encodec_train.compression import official_coder, range_coding
 from encodec_train.compression.cli import read_audio
 from encodec_train.compression.container import read_header
 from encodec_train.compression.ecdc import compress
@@ -35,55 +36,10 @@ from encodec_train.compression.models import load_codec, load_entropy_model
 from encodec_train.model.lm import EntropyModel
 
 
-@torch.no_grad()
-def official_encode(lm, codes: torch.Tensor) -> bytes:
-    """The LM branch of `encodec.compress.compress_to_file` for one chunk's codes [K, T]."""
-    from encodec.quantization.ac import ArithmeticCoder, build_stable_quantized_cdf
-
-    stream = io.BytesIO()
-    coder = ArithmeticCoder(stream)
-    states, offset = None, 0
-    levels, steps = codes.shape
-    inputs = torch.zeros(1, levels, 1, dtype=torch.long)
-    for t in range(steps):
-        probas, states, offset = lm(inputs, states, offset)
-        inputs = 1 + codes[None, :, t : t + 1]
-        for k, value in enumerate(codes[:, t].tolist()):
-            cdf = build_stable_quantized_cdf(
-                probas[0, :, k, 0], coder.total_range_bits, check=False
-            )
-            coder.push(value, cdf)
-    coder.flush()
-    return stream.getvalue()
-
-
-@torch.no_grad()
-def official_decode(lm, data: bytes, levels: int, steps: int) -> torch.Tensor:
-    """The LM branch of `encodec.compress.decompress_from_file` for one chunk."""
-    from encodec.quantization.ac import ArithmeticDecoder, build_stable_quantized_cdf
-
-    decoder = ArithmeticDecoder(io.BytesIO(data))
-    states, offset = None, 0
-    codes = torch.zeros(levels, steps, dtype=torch.long)
-    inputs = torch.zeros(1, levels, 1, dtype=torch.long)
-    for t in range(steps):
-        probas, states, offset = lm(inputs, states, offset)
-        for k in range(levels):
-            cdf = build_stable_quantized_cdf(
-                probas[0, :, k, 0], decoder.total_range_bits, check=False
-            )
-            codes[k, t] = decoder.pull(cdf)
-        inputs = 1 + codes[None, :, t : t + 1]
-    return codes
-
-
 def speed(seconds: float, bandwidth: float, runs: int) -> None:
-    from encodec.model import LMModel
-
     torch.manual_seed(0)
-    official = LMModel(32, 1024, num_layers=5, dim=200, past_context=262).eval()
-    ours = range_coding.coding_model(EntropyModel())
-    ours.load_state_dict(official.state_dict())
+    lm = EntropyModel().eval()
+    ours, official = range_coding.coding_model(lm), official_coder.official_model(lm)
     levels, steps = int(bandwidth * 1000 / 750), int(seconds * 75)
     # Codes the model finds likely, as a trained model's would be: drawn from its predictions.
     codes = torch.zeros(levels, steps, dtype=torch.long)
@@ -105,9 +61,10 @@ def speed(seconds: float, bandwidth: float, runs: int) -> None:
                 assert torch.equal(decoded, codes)
                 ours_bits = 32 * len(words)
             else:
-                data = official_encode(official, codes)
+                data = official_coder.encode_chunk(official, codes)
                 middle = time.perf_counter()
-                assert torch.equal(official_decode(official, data, levels, steps), codes)
+                decoded = official_coder.decode_chunk(official, io.BytesIO(data), levels, steps)
+                assert torch.equal(decoded, codes)
                 ref_bits = 8 * len(data)
             end = time.perf_counter()
             times[f"{who}_enc"].append(middle - start)
