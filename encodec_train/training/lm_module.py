@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from encodec_train.compression.models import load_codec
 from encodec_train.data.code_shards import CodeShardDataset, _read_header, shard_paths
 from encodec_train.data.datamodule import ResumableDataLoader
 from encodec_train.model import EncodecModel
@@ -54,15 +55,32 @@ class CodeSource:
         self.codec = codec
 
     @classmethod
-    def from_codec(cls, codec: EncodecModel) -> CodeSource:
-        """The codes of `codec` (its fast frozen copy encodes them)."""
+    def from_codec(cls, codec: EncodecModel, bandwidths: Sequence[float] | None) -> CodeSource:
+        """The codes of `codec` (its fast frozen copy encodes them), at `bandwidths` (None:
+        its target bandwidths)."""
         frozen = codec.for_inference()
-        return cls(codec.frame_rate, codec.quantizer.codebook_size, codec.target_bandwidths, frozen)
+        bandwidths = bandwidths or codec.target_bandwidths
+        for bandwidth in bandwidths:
+            codec.num_codebooks(bandwidth)  # refuses one the codec does not offer
+        return cls(codec.frame_rate, codec.quantizer.codebook_size, bandwidths, frozen)
 
     @classmethod
-    def from_shards(cls, metadata: dict[str, Any]) -> CodeSource:
-        """The codes of a shard dataset: its one bandwidth."""
-        return cls(metadata["frame_rate"], metadata["codebook_size"], [metadata["bandwidth"]])
+    def from_shards(
+        cls, metadata: dict[str, Any], bandwidths: Sequence[float] | None
+    ) -> CodeSource:
+        """The codes of a shard dataset, at `bandwidths` up to the shards' own (the codes of
+        a lower bandwidth are the first codebooks of a residual VQ's codes; None: the shards'
+        bandwidth alone)."""
+        source = cls(
+            metadata["frame_rate"], metadata["codebook_size"], bandwidths or [metadata["bandwidth"]]
+        )
+        if source.codebooks[-1] > metadata["n_q"]:
+            raise ValueError(
+                f"module.bandwidths={list(bandwidths)}: the shards hold {metadata['n_q']} "
+                f"codebooks ({metadata['bandwidth']} kbps), fewer than {source.bandwidths[-1]} "
+                "kbps needs"
+            )
+        return source
 
     def raw_kbps(self, codebooks: int) -> float:
         """The bitrate of `codebooks` codebooks bit-packed (no entropy model)."""
@@ -79,6 +97,8 @@ class EntropyLMModule(L.LightningModule):
         codec_checkpoint: the frozen codec whose codes are learnt from audio batches (one of
             our checkpoints or model files, an official `.th`, a Hugging Face folder); None
             when the data module gives code shards.
+        bandwidths: the bandwidths (kbps) that steps draw from, uniformly (None: the codec's
+            target bandwidths, or the shards' bandwidth); with shards, any up to theirs.
         seed: seeds the bandwidth draws.
         grad_clip: max gradient norm (None: no clipping).
         log_every_n_steps: how often the running means of the metrics are logged.
@@ -93,6 +113,7 @@ class EntropyLMModule(L.LightningModule):
         optimizer: OptimizerFactory,
         *,
         codec_checkpoint: str | None,
+        bandwidths: Sequence[float] | None,
         seed: int,
         grad_clip: float | None,
         log_every_n_steps: int,
@@ -101,15 +122,14 @@ class EntropyLMModule(L.LightningModule):
         self.lm_factory = lm
         self.optimizer_factory = optimizer
         self.codec_checkpoint = codec_checkpoint
+        self.bandwidths = None if bandwidths is None else list(bandwidths)
         self.grad_clip = grad_clip
         self.log_every_n_steps = log_every_n_steps
         self.rng = torch.Generator().manual_seed(seed)
         self.source: CodeSource | None = None
         self.lm: EntropyModel | None = None
         if codec_checkpoint is not None:
-            from encodec_train.compression.models import load_codec
-
-            self._build(CodeSource.from_codec(load_codec(codec_checkpoint)))
+            self._build(CodeSource.from_codec(load_codec(codec_checkpoint), self.bandwidths))
         self.train_metrics = MetricAccumulator()
         self.last_logged: dict[str, float] = {}
         self.start_step: int | None = None
@@ -129,7 +149,7 @@ class EntropyLMModule(L.LightningModule):
                     "module.codec_checkpoint is null, so the codes must come from code shards "
                     f"(data: code_shards); the data module is {type(datamodule).__name__}"
                 )
-            self._build(CodeSource.from_shards(datamodule.metadata))
+            self._build(CodeSource.from_shards(datamodule.metadata, self.bandwidths))
 
     @property
     def codec(self) -> EncodecModel | None:

@@ -154,3 +154,14 @@ def test_shuffled_windows_resume_at_any_batch_and_cover_each_pass(shards):
     one_pass = {tuple(w.flatten().tolist()) for batch in first[:7] for w in batch}
     assert len(one_pass) == 28 and one_pass <= every  # 7 batches of distinct windows
     assert not torch.equal(torch.cat(first[:7]), torch.cat(first[7:14]))  # reshuffled
+
+
+def test_shards_serve_every_lower_bandwidth():
+    """Residual VQ codes at a lower bandwidth are the first codebooks of the shards' codes."""
+    from encodec_train.training.lm_module import CodeSource
+
+    metadata = {"frame_rate": FRAME_RATE, "codebook_size": CARD, "bandwidth": 1.5, "n_q": LEVELS}
+    assert CodeSource.from_shards(metadata, None).codebooks == [4]
+    assert CodeSource.from_shards(metadata, [1.5, 0.75]).codebooks == [2, 4]
+    with pytest.raises(ValueError, match="the shards hold 4 codebooks"):
+        CodeSource.from_shards(metadata, [3.0])
