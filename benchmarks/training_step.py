@@ -92,6 +92,9 @@ class Side:
     def median(self) -> float:
         return statistics.median(self.wall)
 
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
+
     def phase_median(self, name: str) -> float:
         return statistics.median(p.get(name, 0.0) for p in self.phases)
 
@@ -296,6 +299,10 @@ def print_comparison(name: str, run: SideBySide, args) -> None:
         f"{'whole step':24s} {ours.median():8.3f} {total_theirs:8.3f} "
         f"{ours.median() / total_theirs:6.2f}"
     )
+    print(
+        f"{'whole step, process CPU':24s} {ours.cpu_median():8.3f} {theirs.cpu_median():8.3f} "
+        f"{ours.cpu_median() / theirs.cpu_median():6.2f}"
+    )
     expected = ours.median() - (1 - PAPER_UPDATE_PROBABILITY) * ours.phase_median(
         "discriminator_update"
     )
@@ -310,7 +317,7 @@ def print_comparison(name: str, run: SideBySide, args) -> None:
     )
     for label, side in (("ours", ours), ("reference", theirs)):
         if side.wall:
-            cpu = statistics.median(side.cpu)
+            cpu = side.cpu_median()
             note = " (BUSY: other work shared the cores)" if side.busy(args.threads) else ""
             print(
                 f"{label}: wall {side.median():.3f} s, process CPU {cpu:.3f} s "
@@ -360,8 +367,12 @@ def main() -> None:
         print_comparison(name, results[name], args)
     if len(results) > 1:
         print("\n## ours / reference per variant (same run)")
+        print(f"{'variant':40s} {'wall':>6s} {'CPU':>6s}")
         for name, run in results.items():
-            print(f"{name:40s} {run.ours.median() / run.theirs.median():6.2f}")
+            print(
+                f"{name:40s} {run.ours.median() / run.theirs.median():6.2f} "
+                f"{run.ours.cpu_median() / run.theirs.cpu_median():6.2f}"
+            )
     if reference is not None:
         from audiocraft_reference import check_stubs
 

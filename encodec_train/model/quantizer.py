@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encodec_train.model.bandwidth import bits_per_code
-from encodec_train.model.codebook import EuclideanCodebook
+from encodec_train.model.codebook import EuclideanCodebook, update_codebooks
 
 
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
@@ -175,19 +175,24 @@ class ResidualVectorQuantizer(nn.Module):
         batch, dim, frames = x.shape
         residual = x
         quantized_out = torch.zeros_like(x)
-        codes, losses, metrics = [], [], {}
-        for level, layer in enumerate(self.vq.layers[:n_q]):
-            codebook = layer._codebook
+        codes, losses, updates = [], [], []
+        codebooks = [layer._codebook for layer in self.vq.layers[:n_q]]
+        # A level's update changes only its own codebook, after it has quantised: once all
+        # are initialised, the updates wait for the last level and share one all-reduce.
+        # A step that runs k-means keeps the level-by-level order of the random draws.
+        deferred = self.training and all(bool(codebook.inited) for codebook in codebooks)
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for codebook in codebooks:
             flat = residual.detach().transpose(1, 2).reshape(-1, dim)
-            if self.training and not bool(codebook.inited):
+            if self.training and not deferred and not bool(codebook.inited):
                 codebook.initialize(flat, generator)
             level_codes = codebook.encode(flat)
             quantized = codebook.decode(level_codes).view(batch, frames, dim).transpose(1, 2)
+            if deferred:
+                pending.append((flat, level_codes))
+            elif self.training:
+                updates.append(codebook.update(flat, level_codes, generator))
             if self.training:
-                counts, replaced = codebook.update(flat, level_codes, generator)
-                metrics[f"codebook_usage/{level}"] = (counts > 0).float().mean()
-                metrics[f"codebook_perplexity/{level}"] = perplexity(counts)
-                metrics[f"codebook_replaced/{level}"] = replaced
                 losses.append(F.mse_loss(residual, quantized.detach()))
                 if self.commitment_gradient == "first_level":
                     # Straight-through estimator: the decoder's gradient reaches the encoder
@@ -198,6 +203,14 @@ class ResidualVectorQuantizer(nn.Module):
             residual = residual - quantized
             quantized_out = quantized_out + quantized
             codes.append(level_codes.view(batch, frames))
+        if pending:
+            samples, pending_codes = zip(*pending, strict=True)
+            updates = update_codebooks(codebooks, samples, pending_codes, generator)
+        metrics = {}
+        for level, (counts, replaced) in enumerate(updates):
+            metrics[f"codebook_usage/{level}"] = (counts > 0).float().mean()
+            metrics[f"codebook_perplexity/{level}"] = perplexity(counts)
+            metrics[f"codebook_replaced/{level}"] = replaced
         if self.training and self.commitment_gradient == "every_level":
             # One straight-through estimator for the whole latent.
             quantized_out = x + (quantized_out - x).detach()

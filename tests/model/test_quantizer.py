@@ -5,6 +5,7 @@ in test_bandwidth.py.)"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -385,3 +386,34 @@ def test_commitment_gradient_reaches_the_encoder_from_the_levels_it_says(mode):
     # Either way the decoder's gradient reaches the encoder once, unchanged.
     (through,) = torch.autograd.grad(out.quantized.sum(), x)
     torch.testing.assert_close(through, torch.ones_like(x))
+
+
+def test_initialised_levels_update_as_one_by_one_with_one_all_reduce(monkeypatch):
+    """Once every level has its codebook, the levels' statistics share one all-reduce per
+    step; the codebooks end as if each level were updated right after quantising."""
+    import encodec_train.model.codebook as codebook_module
+
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(dimension=8, n_q=3, codebook_size=16, kmeans_iters=2)
+    latent = torch.randn(2, 8, 40)
+    quantizer.train()
+    quantizer(latent, n_q=3, generator=torch.Generator().manual_seed(1))  # k-means
+    # Level by level, as written in the paper's loop: quantise, then update that codebook.
+    expected = copy.deepcopy(quantizer)
+    draws = torch.Generator().manual_seed(2)
+    residual = latent
+    for layer in expected.vq.layers:
+        flat = residual.transpose(1, 2).reshape(-1, 8)
+        codes = layer._codebook.encode(flat)
+        quantized = layer._codebook.decode(codes).view(2, 40, 8).transpose(1, 2)
+        layer._codebook.update(flat, codes, draws)
+        residual = residual - quantized
+    calls = []
+    original = codebook_module.all_reduce_sum_
+    monkeypatch.setattr(
+        codebook_module, "all_reduce_sum_", lambda *t: calls.append(len(t)) or original(*t)
+    )
+    quantizer(latent, n_q=3, generator=torch.Generator().manual_seed(2))
+    assert calls == [1]
+    for key, value in expected.state_dict().items():
+        assert torch.equal(quantizer.state_dict()[key], value), key
