@@ -303,3 +303,35 @@ def ensure_demo_corpus(root: Path, sample_rate: int = 24000, seed: int = 0) -> d
     tmp.write_text(json.dumps(stamp))
     os.replace(tmp, stamp_path)
     return manifests
+
+
+def room_response(rt60: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room impulse response: a direct path, then Gaussian noise under an
+    exponential envelope whose energy falls 60 dB in `rt60` seconds (the diffuse tail of
+    Sabine's model), 1.5 × `rt60` long."""
+    t = np.arange(round(1.5 * rt60 * sample_rate)) / sample_rate
+    envelope = np.exp(-t * 3 * np.log(10) / rt60)
+    response = rng.standard_normal(len(t)) * envelope
+    response[0] = np.abs(response).max() * 2  # the direct sound
+    return (0.5 * response / np.abs(response).max()).astype(np.float32)
+
+
+def write_room_responses(
+    root: Path, rt60s: list[float], sample_rate: int = 16000, seed: int = 0
+) -> Path:
+    """Write one `room_response` per RT60 into `root/` and their manifest
+    `root/impulse_responses.jsonl` (RT60 measured from each file, as the DNS recipe does);
+    a stand-in for the DNS Challenge responses where those cannot be downloaded."""
+    from encodec_train.data.reverb import write_impulse_responses
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index, rt60 in enumerate(rt60s):
+        path = root / f"room_{index:03d}.wav"
+        soundfile.write(path, room_response(rt60, sample_rate, rng), sample_rate)
+        paths.append(path)
+    manifest = root / "impulse_responses.jsonl"
+    write_impulse_responses(paths, manifest)
+    return manifest

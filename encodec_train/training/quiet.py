@@ -14,6 +14,9 @@ _WARNINGS = (
     r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
     # Lightning 2.6 uses a torch pytree API that newer torch deprecates.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # best.ckpt's metric (derived from the trained bandwidths) before the first validation,
+    # e.g. a run that stops mid-epoch at trainer.max_steps.
+    r"`ModelCheckpoint\(monitor='valid/mel@.*could not find the monitored key",
     # A resumed run writes its checkpoints into its own folder again, by design.
     r"Checkpoint directory .* exists and is not empty",
 )

@@ -1,5 +1,6 @@
 """The demo corpus sounds like what it claims, checked with independent DSP measurements."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from encodec_train.data.synth import (
     noise_burst,
     note,
     speech_like,
+    write_room_responses,
 )
 
 SR = 24000
@@ -189,3 +191,21 @@ def test_demo_corpus_is_deterministic_and_written_once(
     assert rates == {16000, 44100}
     other = soundfile.read(tmp_path / "again" / "general" / "general_03.flac")[0]
     assert other.shape != soundfile.read(root / "general" / "general_03.flac")[0].shape
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.8, 1.3])
+def test_room_responses_decay_60_db_in_their_rt60(tmp_path: Path, rt60: float) -> None:
+    """The energy of the written response falls 60 dB in `rt60` seconds: the slope of a
+    least-squares line through its log energy envelope (a computation independent of the
+    Schroeder integral the manifest's RT60 comes from), and the manifest agrees."""
+    manifest = write_room_responses(tmp_path, [rt60], sample_rate=16000, seed=3)
+    audio, rate = soundfile.read(tmp_path / "room_000.wav")
+    energy = audio[1:] ** 2  # the tail, without the direct sound
+    frame = rate // 100
+    envelope = energy[: len(energy) // frame * frame].reshape(-1, frame).mean(axis=1)
+    t = (np.arange(len(envelope)) + 0.5) * frame / rate
+    kept = t < rt60  # the first 60 dB, well above the float32 noise floor
+    slope = np.polyfit(t[kept], 10 * np.log10(envelope[kept]), 1)[0]
+    assert -60 / slope == pytest.approx(rt60, rel=0.05)
+    row = json.loads(manifest.read_text())
+    assert row["path"] == "room_000.wav" and row["rt60"] == pytest.approx(rt60, rel=0.05)
