@@ -83,8 +83,10 @@ def _metric_order(item: tuple[str, float]) -> tuple[str, float]:
 
 
 def table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
-    """The columns (every key any row has, in first-seen order) and the cells."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    """The columns (every key any row has, in first-seen order, the W&B URL last) and the
+    cells."""
+    columns = list(dict.fromkeys(key for row in rows for key in row if key != "wandb"))
+    columns.append("wandb")
     return columns, [[row.get(column, "") for column in columns] for row in rows]
 
 
