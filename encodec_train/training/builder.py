@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from encodec_train.convert import load_pretrained
@@ -19,7 +20,7 @@ from encodec_train.training.quiet import silence_unactionable_messages
 from encodec_train.training.resume import resolve_resume
 from encodec_train.training.run_record import record_start, run_id, start_record
 from encodec_train.training.slurm import cluster_plugins
-from encodec_train.training.wandb_run import WandbRunLogger
+from encodec_train.training.wandb_run import WandbRunLogger, check_reachable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def prepare_data(cfg: DictConfig) -> None:
 
         ensure_demo_corpus(Path(cfg.demo_corpus), sample_rate=cfg.model.sample_rate, seed=cfg.seed)
     check_manifests(cfg.data)
+    if issubclass(get_class(cfg.logger._target_), WandbLogger) and not cfg.logger.get("offline"):
+        check_reachable()
 
 
 def build_module(cfg: DictConfig) -> CodecGANModule:

@@ -3,7 +3,10 @@ every checkpoint logged as a version of the model artifact as soon as it is writ
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
@@ -52,3 +55,24 @@ class WandbRunLogger(WandbLogger):
         artifact = wandb.Artifact(f"model-{self.experiment.id}", type="model", metadata=metadata)
         artifact.add_file(str(path), name=Path(path).name, policy="mutable")
         self.experiment.log_artifact(artifact, aliases=["best"] if best else [])
+
+
+class WandbUnreachableError(ConnectionError):
+    """`logger=wandb` in online mode on a machine that cannot reach the W&B server."""
+
+
+def check_reachable(timeout: float = 5.0) -> None:
+    """In online mode, fail before any training when the W&B server (`WANDB_BASE_URL`, else
+    api.wandb.ai) cannot be reached, instead of W&B's own retries minutes into the run."""
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled", "dryrun"):
+        return
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise WandbUnreachableError(
+            f"logger=wandb: cannot reach {url.hostname}:{port} ({error}); without a network "
+            "run with WANDB_MODE=offline (and `wandb sync runs/<name>/wandb/offline-run-*` "
+            "later), or choose logger=csv"
+        ) from None

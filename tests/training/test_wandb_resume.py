@@ -26,6 +26,7 @@ from encodec_train.training.resume import (
     parse_wandb_ref,
     resolve_resume,
 )
+from encodec_train.training.wandb_run import WandbUnreachableError, check_reachable
 
 
 @pytest.mark.parametrize(
@@ -241,3 +242,20 @@ def test_offline_wandb_run_resumes_by_id_and_logs_its_checkpoints(tmp_path, corp
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["wandb_run_id"]
         == run_id
     )
+
+
+def test_online_wandb_without_a_network_fails_before_training(tmp_path, corpus, monkeypatch):
+    import socket
+
+    def unreachable(address, timeout=None):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(
+        WandbUnreachableError, match="cannot reach api.wandb.ai:443.*WANDB_MODE=offline"
+    ):
+        fit(demo_config(tmp_path, "logger=wandb", corpus=corpus))
+    assert not (tmp_path / "run" / "starts").exists()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    check_reachable()  # offline: nothing to reach
