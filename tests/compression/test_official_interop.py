@@ -98,7 +98,7 @@ def test_files_entropy_coded_by_the_official_coder_are_read_both_ways(pair, monk
     on the machine that wrote them: its float32 probabilities are not portable)."""
     ours, official = pair
     torch.manual_seed(1234)
-    official_lm = encodec.model.LMModel(32, 1024, num_layers=5, dim=200, past_context=262).eval()
+    official_lm = encodec.model.LMModel(32, 1024, num_layers=1, dim=32, past_context=262).eval()
     monkeypatch.setattr(type(official), "get_lm_model", lambda self: official_lm)
     lm = EntropyModel(**official_config(official_lm.state_dict(), ours.frame_rate)).eval()
     lm.load_state_dict(official_lm.state_dict())
