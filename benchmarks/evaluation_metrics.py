@@ -5,13 +5,15 @@ the demo corpus's test categories (speech and music), in one process with one th
 
 Prints the median of `repeats` timings per (metric, domain) after one untimed warm-up call
 (which builds ViSQOL's models and the mel filterbank once per process, as every evaluation
-worker does), and the ratio of each metric to SI-SNR.
+worker does), and the ratio of each metric to SI-SNR. One torch and one numba thread, as
+each evaluation worker runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import statistics
 import time
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    os.environ["NUMBA_NUM_THREADS"] = "1"  # as in an evaluation worker (before ViSQOL loads)
     rows = []
     for domain, reference in clips().items():
         degraded = reference + 0.01 * torch.randn_like(reference)
