@@ -35,11 +35,11 @@ class SpeedOptions:
             None. Compiled kernels may round differently from eager ones.
     """
 
-    shared_spectrograms: bool = True
-    fused_discriminator_batches: bool = True
-    batched_adversarial_gradients: bool = True
-    channels_last: bool = True
-    compile: str | None = None
+    shared_spectrograms: bool
+    fused_discriminator_batches: bool
+    batched_adversarial_gradients: bool
+    channels_last: bool
+    compile: str | None
 
     def __post_init__(self) -> None:
         if self.compile is not None and self.compile not in COMPILE_BACKENDS:

@@ -133,7 +133,7 @@ def test_the_balancer_weighs_batched_gradients_as_single_ones():
 
 def test_an_unknown_compile_backend_is_refused():
     with pytest.raises(ValueError, match="module.speed.compile='fast'"):
-        SpeedOptions(compile="fast")
+        SpeedOptions(**{**PLAIN, "compile": "fast"})
 
 
 # -- whole steps ---------------------------------------------------------------------------
