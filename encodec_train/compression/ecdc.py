@@ -4,10 +4,11 @@ A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s c
 with its scale). Without an entropy model the codes are bit-packed as the official package
 writes them (version 0: the official reader decodes our files and we decode its). With one,
 they are range-coded with it (`range_coding`, version 1), or on request arithmetic-coded by
-the official package's coder (`official_coder`, version 0, which the official reader decodes). Our header adds, to the official
-keys, `fp` (the codec weights' fingerprint: decoding with other weights is refused), `crc`
-(CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an error, never
-wrong audio) and what the caller passes (e.g. the checkpoints used).
+the official package's coder (`official_coder`, version 0, which the official reader
+decodes). Our header adds, to the official keys, `fp` (the codec weights' fingerprint:
+decoding with other weights is refused), `crc` (CRC-32 of the codes, so a corrupted file or a
+wrong entropy model gives an error, never wrong audio) and what the caller passes (e.g. the
+checkpoints used).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def codes_checksum(codes: Sequence[torch.Tensor]) -> int:
 
 
 def check_entropy_model(lm: EntropyModel, model: EncodecModel, levels: int) -> None:
+    """Refuse an entropy model that does not predict `levels` codebooks of `model`'s size."""
     if lm.codebook_size != model.quantizer.codebook_size or lm.n_q < levels:
         raise ValueError(
             f"the entropy model predicts {lm.n_q} codebooks of {lm.codebook_size} entries; "
@@ -113,24 +115,33 @@ def write_ecdc(
         "fp": fingerprint(model),
         "crc": codes_checksum(codes),
     }
-    if lm is not None:
+    version = OFFICIAL_VERSION
+    if lm is None:
+        bits = bits_per_code(model.quantizer.codebook_size)
+
+        def payload(chunk: torch.Tensor) -> bytes:
+            return pack_codes(chunk.numpy(), bits)
+
+    elif coder == "official":
         check_entropy_model(lm, model, levels)
-        if coder == "official":
-            official = official_coder.official_model(lm)
-        lm = range_coding.coding_model(lm)
-    ranged = lm is not None and coder == "range"
-    parts = [write_header(metadata, RANGE_CODED_VERSION if ranged else OFFICIAL_VERSION)]
-    bits = bits_per_code(model.quantizer.codebook_size)
+        official = official_coder.official_model(lm)
+
+        def payload(chunk: torch.Tensor) -> bytes:
+            return official_coder.encode_chunk(official, chunk)
+
+    else:
+        check_entropy_model(lm, model, levels)
+        version, coding = RANGE_CODED_VERSION, range_coding.coding_model(lm)
+
+        def payload(chunk: torch.Tensor) -> bytes:
+            words = range_coding.encode_chunk(coding, chunk)
+            return WORD_COUNT.pack(len(words)) + words.astype(">u4").tobytes()
+
+    parts = [write_header(metadata, version)]
     for frame, chunk in zip(content.frames, codes, strict=True):
         if model.normalize:
             parts.append(SCALE.pack(float(frame.scale.reshape(-1)[0])))
-        if lm is None:
-            parts.append(pack_codes(chunk.numpy(), bits))
-        elif coder == "official":
-            parts.append(official_coder.encode_chunk(official, chunk))
-        else:
-            words = range_coding.encode_chunk(lm, chunk)
-            parts += [WORD_COUNT.pack(len(words)), words.astype(">u4").tobytes()]
+        parts.append(payload(chunk))
     return b"".join(parts)
 
 

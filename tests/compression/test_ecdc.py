@@ -105,3 +105,13 @@ def test_frames_that_do_not_fit_the_length_are_refused(tiny_codec):
     frames = tiny_codec.encode(chirp(tiny_codec, 3200)[None], 1.5)
     with pytest.raises(ValueError, match="frames per chunk"):
         write_ecdc(EcdcContent(frames, 6400, {}), tiny_codec)
+
+
+def test_other_codec_weights_or_names_are_refused(tiny_codec):
+    data = compress(tiny_codec, chirp(tiny_codec, 3200), 1.5)
+    other = type(tiny_codec)(**tiny_codec.config).eval()  # same name, other (random) weights
+    with pytest.raises(EcdcError, match="other weights of the codec 'encodec_tiny'"):
+        read_ecdc(data, other)
+    renamed = type(tiny_codec)(**{**tiny_codec.config, "name": "mine"}).eval()
+    with pytest.raises(EcdcError, match="written with the codec 'encodec_tiny'"):
+        read_ecdc(data, renamed)
