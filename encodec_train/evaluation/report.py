@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def markdown_report(
                 cells.append(_format(match[name]))
             lines.append("| " + " | ".join(cells) + " |")
         for skip in evaluation.skipped:
-            cells = [skip.label, f"{skip.setting:g}", "—", f"not evaluated: {skip.reason}"]
+            setting = "—" if math.isnan(skip.setting) else f"{skip.setting:g}"
+            cells = [skip.label, setting, "—", f"not evaluated: {skip.reason}"]
             lines.append("| " + " | ".join(cells + [""] * len(categories)) + " |")
         if name in plots:
             lines += ["", f"![{info.label}]({plots[name].relative_to(root)})"]

@@ -8,6 +8,7 @@ flight, so memory does not grow with the test set. A progress bar counts (file, 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -26,6 +27,7 @@ from encodec_train.data.manifest import Manifest, ManifestEntry
 from encodec_train.evaluation.baselines import FfmpegCodec, FfmpegMissing
 from encodec_train.evaluation.metrics import MetricNotApplicable, compute, metric
 from encodec_train.evaluation.systems import CodecSystem, System, find_checkpoints, load_codec
+from encodec_train.model.checkpoint import CheckpointMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,16 @@ def build_systems(
     systems: list[System] = []
     skipped: list[Skipped] = []
     for checkpoint in checkpoints:
-        for label, path in find_checkpoints(checkpoint):
-            model = load_codec(path)
+        found = find_checkpoints(checkpoint)
+        for label, path in found:
+            try:
+                model = load_codec(path)
+            except CheckpointMismatchError as e:
+                if len(found) == 1:  # named on its own: an error; in a sweep: one run skipped
+                    raise
+                log.warning("%s skipped: %s", label, e)
+                skipped.append(Skipped(label, math.nan, f"not a codec checkpoint ({path})"))
+                continue
             for bandwidth in bandwidths if bandwidths is not None else model.target_bandwidths:
                 if float(bandwidth) in model.target_bandwidths:
                     systems.append(CodecSystem(model, bandwidth, label))

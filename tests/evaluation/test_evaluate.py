@@ -181,3 +181,19 @@ def test_an_official_state_dict_evaluates_as_the_model_it_came_from(tmp_path, te
     expected = CodecSystem(model, 1.5, "ours")(clip[None], 24000).audio
     decoded = CodecSystem(load_codec(official), 1.5, "official")(clip[None], 24000).audio
     torch.testing.assert_close(decoded, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sweep_skips_runs_that_hold_no_codec_but_a_named_one_fails(tmp_path, test_set):
+    from encodec_train.evaluation.runner import build_systems
+    from encodec_train.model.checkpoint import CheckpointMismatchError
+
+    clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
+    tiny_run(tmp_path / "sweep" / "codec", 0, clip[None, None])
+    other = tmp_path / "sweep" / "entropy_model" / "checkpoints" / "last.ckpt"
+    other.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, other)
+    systems, skipped = build_systems([tmp_path / "sweep"], None, [])
+    assert [(s.label, s.setting) for s in systems] == [("sweep/codec", b) for b in (1.5, 3.0, 6.0)]
+    assert [s.label for s in skipped] == ["sweep/entropy_model"]
+    with pytest.raises(CheckpointMismatchError, match="not an encodec-train checkpoint"):
+        build_systems([other.parent.parent], None, [])
