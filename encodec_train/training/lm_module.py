@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from encodec_train.compression.models import load_codec
 from encodec_train.data.code_shards import CodeShardDataset, _read_header, shard_paths
-from encodec_train.data.datamodule import ResumableDataLoader
+from encodec_train.data.datamodule import AudioDataModule, ResumableDataLoader
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
 from encodec_train.model.lm import EntropyModel, bits_per_frame
@@ -141,9 +141,18 @@ class EntropyLMModule(L.LightningModule):
         self.lm = self.lm_factory(n_q=source.codebooks[-1], codebook_size=source.codebook_size)
 
     def setup(self, stage: str) -> None:
-        """With code shards, the model's size comes from the shards' metadata."""
+        """With code shards, the model's size comes from the shards' metadata; with audio,
+        the data must be at the codec's rate and channels."""
+        datamodule = self.trainer.datamodule
+        if self.codec is not None and isinstance(datamodule, AudioDataModule):
+            reader, codec = datamodule.reader, self.codec
+            if (reader.sample_rate, reader.channels) != (codec.sample_rate, codec.channels):
+                raise ValueError(
+                    f"the data is read at {reader.sample_rate} Hz, {reader.channels} channel(s); "
+                    f"the codec {self.codec_checkpoint} takes {codec.sample_rate} Hz, "
+                    f"{codec.channels}: choose the recipe of its model (24khz_lm, 48khz_lm)"
+                )
         if self.lm is None:
-            datamodule = self.trainer.datamodule
             if not isinstance(datamodule, CodeShardDataModule):
                 raise ValueError(
                     "module.codec_checkpoint is null, so the codes must come from code shards "

@@ -165,3 +165,19 @@ def test_shards_serve_every_lower_bandwidth():
     assert CodeSource.from_shards(metadata, [1.5, 0.75]).codebooks == [2, 4]
     with pytest.raises(ValueError, match="the shards hold 4 codebooks"):
         CodeSource.from_shards(metadata, [3.0])
+
+
+def test_audio_at_another_rate_than_the_codec_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from encodec_train.data.datamodule import AudioDataModule
+
+    path = save_model(encodec_tiny(), tmp_path / "codec.pt")
+    module = instantiate(compose_lm("+recipe=demo_lm", f"codec_checkpoint={path}").module)
+    data = AudioDataModule.__new__(AudioDataModule)  # only its reader is looked at
+    data.reader = SimpleNamespace(sample_rate=48_000, channels=1)
+    module._trainer = SimpleNamespace(datamodule=data)
+    with pytest.raises(ValueError, match="read at 48000 Hz, 1 channel.*takes 24000 Hz"):
+        module.setup("fit")
+    data.reader = SimpleNamespace(sample_rate=24_000, channels=1)
+    module.setup("fit")
