@@ -141,11 +141,21 @@ def test_no_valid_manifests_means_no_validation(manifests):
 
 def compose(name: str, **data_overrides) -> AudioDataModule:
     """Instantiate conf/data/<name>.yaml (its defaults list merged in) as the entry point would."""
+    import encodec_train.training  # noqa: F401 - registers the configs' resolvers
+
     config = OmegaConf.load(CONF / f"{name}.yaml")
     for parent in config.pop("defaults", []):
         if parent != "_self_":
             config = OmegaConf.merge(OmegaConf.load(CONF / f"{parent}.yaml"), config)
-    root = OmegaConf.create({"model": {"sample_rate": 24000, "channels": 1}, "seed": 3})
+    root = OmegaConf.create(
+        {
+            "model": {"sample_rate": 24000, "channels": 1},
+            "seed": 3,
+            # The recipes' global batch on one 8-GPU node: 8 per rank.
+            "training": {"global_batch_size": 64},
+            "trainer": {"devices": 8, "num_nodes": 1},
+        }
+    )
     root.data = OmegaConf.merge(config, data_overrides)
     return instantiate(root.data)
 
