@@ -166,13 +166,22 @@ def audiocraft_config(config_dir: Path | None, device: str) -> tuple[DictConfig,
             "config", overrides=["solver=compression/encodec_base_24khz", f"device={device}"]
         )
     expected = OmegaConf.to_container(values, resolve=True)
+    differences = _differences(expected, OmegaConf.to_container(composed, resolve=True))
+    if differences:
+        raise SystemExit(f"{config_dir}: the transcription differs: {'; '.join(differences)}")
+    return composed, f"composed from {config_dir} (the transcription agrees)"
+
+
+def _differences(expected: dict, found: dict, prefix: str = "") -> list[str]:
+    """Keys of `expected` (recursively) whose value `found` does not share."""
+    differences = []
     for key, value in expected.items():
-        found = OmegaConf.to_container(composed, resolve=True).get(key)
-        if found != value:
-            raise SystemExit(
-                f"{config_dir}: audiocraft's {key!r} is {found}, the transcription says {value}"
-            )
-    return composed, f"composed from {config_dir} (transcription checked)"
+        other = found.get(key) if isinstance(found, dict) else None
+        if isinstance(value, dict) and isinstance(other, dict):
+            differences += _differences(value, other, f"{prefix}{key}.")
+        elif other != value:
+            differences.append(f"{prefix}{key}: audiocraft {other!r}, transcribed {value!r}")
+    return differences
 
 
 class ReferenceStep:
