@@ -12,7 +12,7 @@ and a fresh coder, as in the official format.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import constriction
 import numpy as np
@@ -21,8 +21,8 @@ import torch
 from encodec_train.compression.probabilities import probabilities
 from encodec_train.model.lm import EntropyModel, LMState, previous_step_inputs
 
-BLOCK_STEPS = 512
-"""Steps per teacher-forced pass while encoding (attention memory grows with its square)."""
+BLOCK_STEPS = 256
+"""Steps per teacher-forced pass while encoding (its logits and attention take memory)."""
 
 
 def coding_model(lm: EntropyModel) -> EntropyModel:
@@ -36,27 +36,26 @@ def _family():
 
 
 @torch.no_grad()
-def chunk_logits(lm: EntropyModel, codes: torch.Tensor) -> torch.Tensor:
-    """float64 logits [K, T, card] of every step of `codes` [K, T] (teacher forcing, in blocks
-    of `BLOCK_STEPS` steps that carry the model state)."""
+def block_logits(lm: EntropyModel, codes: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first step, float64 logits [K, steps, card]) of each block of `BLOCK_STEPS` steps of
+    `codes` [K, T]: teacher forcing, each block carrying the model state of the one before,
+    so memory stays bounded on long files."""
     inputs = previous_step_inputs(codes[None].long())
     state: LMState | None = None
-    blocks = []
     for start in range(0, codes.shape[-1], BLOCK_STEPS):
         logits, state = lm(inputs[..., start : start + BLOCK_STEPS], state)
-        blocks.append(logits[0])
-    return torch.cat(blocks, dim=1)
+        yield start, logits[0]
 
 
 def encode_chunk(lm: EntropyModel, codes: torch.Tensor) -> np.ndarray:
     """The range-coded words (uint32) of `codes` [K, T] under `lm` (from `coding_model`)."""
-    weights = probabilities(chunk_logits(lm, codes))  # [K, T, card]
-    card = weights.shape[-1]
-    symbols = codes.T.reshape(-1).numpy().astype(np.int32)
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(
-        symbols, _family(), np.ascontiguousarray(weights.transpose(1, 0, 2)).reshape(-1, card)
-    )
+    for start, logits in block_logits(lm, codes):
+        weights = probabilities(logits)  # [K, steps, card]
+        steps, card = weights.shape[1:]
+        symbols = codes[:, start : start + steps].T.reshape(-1).numpy().astype(np.int32)
+        time_major = np.ascontiguousarray(weights.transpose(1, 0, 2)).reshape(-1, card)
+        encoder.encode(symbols, _family(), time_major)
     return encoder.get_compressed()
 
 

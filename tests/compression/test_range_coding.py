@@ -78,7 +78,7 @@ def test_one_pass_and_step_by_step_give_the_same_weights():
     ones in the last bits; the integer weights do not."""
     lm, codes = random_lm_and_codes()
     model = range_coding.coding_model(lm)
-    whole = range_coding.chunk_logits(model, codes)
+    whole = torch.cat([logits for _, logits in range_coding.block_logits(model, codes)], dim=1)
     inputs, state, steps = torch.zeros(1, 4, 1, dtype=torch.long), None, []
     with torch.no_grad():
         for t in range(codes.shape[1]):
@@ -103,7 +103,7 @@ def test_bytes_do_not_depend_on_threads_or_blocks(monkeypatch):
         assert np.array_equal(range_coding.encode_chunk(model, codes), reference)
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(range_coding, "BLOCK_STEPS", 7)  # 6 passes instead of one
+    monkeypatch.setattr(range_coding, "BLOCK_STEPS", 7)  # 6 blocks instead of one
     assert np.array_equal(range_coding.encode_chunk(model, codes), reference)
 
 
