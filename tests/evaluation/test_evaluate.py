@@ -67,11 +67,10 @@ def test_set(tmp_path_factory) -> Path:
 
 def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_set):
     clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
-    for seed in (0, 1):
-        tiny_run(tmp_path / "sweep" / str(seed), seed, clip[None, None])
+    tiny_run(tmp_path / "tiny", 0, clip[None, None])
     out = tmp_path / "report"
     overrides = [
-        f"checkpoint={tmp_path / 'sweep'}",
+        f"checkpoint={tmp_path / 'tiny'}",
         f"manifest={test_set}",
         f"metrics=[{','.join(METRICS)}]",
         "bandwidths=[1.5,6]",
@@ -86,10 +85,9 @@ def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_
 
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 * 2 * 2  # files × runs × bandwidths
-    models = {s: load_codec(tmp_path / "sweep" / s / "checkpoints" / "last.ckpt") for s in "01"}
+    assert len(rows) == 3 * 2  # files × bandwidths
+    model = load_codec(tmp_path / "tiny" / "checkpoints" / "last.ckpt")
     for row in rows:
-        model = models[row["system"].split("/")[-1]]
         reference, rate = sf.read(test_set.parent / row["file"], dtype="float32", always_2d=True)
         reference = torch.from_numpy(reference.T.copy())
         decoded = CodecSystem(model, float(row["setting"]), row["system"])(reference, rate).audio
@@ -102,22 +100,22 @@ def test_report_numbers_are_the_metric_functions_called_directly(tmp_path, test_
         assert float(row["kbps"]) == float(row["setting"])  # 5 bits × 75 frames/s × codebooks
 
     # The report's cells are the means of those per-file values.
-    for system in ("sweep/0", "sweep/1"):
+    for system in ("tiny",):
         for setting in ("1.5", "6"):
             group = [
                 r for r in rows if r["system"] == system and float(r["setting"]) == float(setting)
             ]
-            si_snr = [float(r["si_snr"]) for r in group]
-            speech = [float(r["si_snr"]) for r in group if r["category"] == "clean_speech"]
-            pesq = [float(r["pesq"]) for r in group if r["pesq"]]
-            assert (
-                f"| {system} | {setting} | {float(setting):.2f} | {np.mean(si_snr):.3f} | "
-                f"{np.mean(speech):.3f} | {float(group[2]['si_snr']):.3f} |" in report
-            )
-            assert f"| {np.mean(pesq):.3f} | {np.mean(pesq):.3f} | n/a |" in report
+        si_snr = [float(r["si_snr"]) for r in group]
+        speech = [float(r["si_snr"]) for r in group if r["category"] == "clean_speech"]
+        pesq = [float(r["pesq"]) for r in group if r["pesq"]]
+        assert (
+            f"| tiny | {setting} | {float(setting):.2f} | {np.mean(si_snr):.3f} | "
+            f"{np.mean(speech):.3f} | {float(group[2]['si_snr']):.3f} |" in report
+        )
+        assert f"| {np.mean(pesq):.3f} | {np.mean(pesq):.3f} | n/a |" in report
     for name in METRICS:
         assert (out / "plots" / f"{name}.png").stat().st_size > 0
-    assert (out / "examples" / "sweep_0_1.5kbps" / "music_a.wav").is_file()
+    assert (out / "examples" / "tiny_1.5kbps" / "music_a.wav").is_file()
     assert (out / "examples" / "reference" / "speech_a.wav").is_file()
 
 
