@@ -134,7 +134,8 @@ def test_the_command_compares_a_run_with_opus_in_one_table_using_worker_processe
         f"checkpoint={run_dir}",
         f"manifest={test_set}",
         "bandwidths=[3,6]",
-        "metrics=[si_snr,visqol]",
+        # Not ViSQOL: on a fresh install its first call compiles for ~20 s in each worker.
+        "metrics=[si_snr,pesq]",
         "workers=2",
         f"output_dir={out}",
     ]
@@ -149,11 +150,12 @@ def test_the_command_compares_a_run_with_opus_in_one_table_using_worker_processe
         ("tiny", 6.0),
         ("opus", 6.0),
     }
-    assert all(float(r["visqol"]) >= 1.0 for r in rows)  # ViSQOL ran in the workers
+    speech = [r for r in rows if r["domain"] == "speech"]
+    assert len(speech) == 6 and all(float(r["pesq"]) >= 1.0 for r in speech)  # in the workers
     opus = [float(r["kbps"]) for r in rows if r["system"] == "opus"]
     assert np.mean(opus) == pytest.approx(6.0, rel=0.05)
     assert "| opus | 3 | — | not evaluated: opus cannot encode below 6 kbps |" in report
-    assert (out / "plots" / "visqol.png").is_file()
+    assert (out / "plots" / "pesq.png").is_file()
 
 
 def test_a_hugging_face_export_evaluates_as_the_checkpoint(tmp_path, test_set):
