@@ -109,10 +109,11 @@ def _speech_only(metric: str, domain: str) -> None:
         raise MetricNotApplicable(f"{metric} is defined for speech only, not {domain}")
 
 
-def _mono_at(audio: Tensor, sample_rate: int, target_rate: int, metric: str) -> np.ndarray:
-    """The channel mean of `audio` resampled to `target_rate`, as float64 numpy."""
-    if sample_rate < target_rate and metric in ("PESQ", "STOI"):
-        raise MetricNotApplicable(f"{metric} needs audio at ≥ {target_rate} Hz, got {sample_rate}")
+def _mono_at(audio: Tensor, sample_rate: int, target_rate: int, name: str) -> np.ndarray:
+    """The channel mean of `audio` resampled to `target_rate`, as float64 numpy (metric `name`
+    refuses upsampled audio unless it is ViSQOL, whose rates are fixed by its modes)."""
+    if sample_rate < target_rate and name != "ViSQOL":
+        raise MetricNotApplicable(f"{name} needs audio at ≥ {target_rate} Hz, got {sample_rate}")
     mono = audio.double().mean(0)
     if sample_rate != target_rate:
         mono = AF.resample(mono, sample_rate, target_rate)

@@ -23,10 +23,10 @@ from encodec_train.evaluation.systems import (
     CodecSystem,
     Coded,
     System,
-    convert,
     find_checkpoints,
     load_codec,
     match_length,
+    to_format,
 )
 
 ANCHOR_HZ = 3500
@@ -39,7 +39,6 @@ class FolderSystem:
     def __init__(self, label: str, folder: str | Path) -> None:
         self.label = label
         self.folder = Path(folder)
-        self.setting = 0.0
         if not self.folder.is_dir():
             raise FileNotFoundError(f"system {label}: folder {self.folder} does not exist")
 
@@ -49,7 +48,7 @@ class FolderSystem:
             raise FileNotFoundError(f"system {self.label}: no {path} for item {name}")
         data, rate = sf.read(path, dtype="float32", always_2d=True)
         found = torch.from_numpy(data.T.copy())
-        found = convert(found, rate, found.shape[0], sample_rate, audio.shape[0])
+        found = to_format(found, rate, found.shape[0], sample_rate, audio.shape[0])
         return Coded(match_length(found, audio.shape[-1]), float("nan"))
 
 
