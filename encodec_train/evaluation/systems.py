@@ -36,7 +36,7 @@ class System(Protocol):
     def __call__(self, audio: Tensor, sample_rate: int) -> Coded: ...
 
 
-def to_format(audio: Tensor, rate: int, channels: int, new_rate: int, new_channels: int) -> Tensor:
+def convert(audio: Tensor, rate: int, channels: int, new_rate: int, new_channels: int) -> Tensor:
     """`audio` [channels, time] at `rate` to `new_channels` (mean to mono, repeat to more) at
     `new_rate` (torchaudio's sinc resampling)."""
     if channels != new_channels:
@@ -68,10 +68,10 @@ class CodecSystem:
     def __call__(self, audio: Tensor, sample_rate: int) -> Coded:
         model = self.model
         device = next(model.parameters()).device
-        x = to_format(audio, sample_rate, audio.shape[0], model.sample_rate, model.channels)
+        x = convert(audio, sample_rate, audio.shape[0], model.sample_rate, model.channels)
         output = model(x[None].float().to(device), self.setting)
         decoded = output.audio[0].float().cpu()
-        back = to_format(decoded, model.sample_rate, model.channels, sample_rate, audio.shape[0])
+        back = convert(decoded, model.sample_rate, model.channels, sample_rate, audio.shape[0])
         codes = torch.cat([frame.codes[0] for frame in output.frames], dim=-1).cpu()
         return Coded(match_length(back, audio.shape[-1]), self.kbps, codes)
 

@@ -23,10 +23,10 @@ from encodec_train.evaluation.systems import (
     CodecSystem,
     Coded,
     System,
+    convert,
     find_checkpoints,
     load_codec,
     match_length,
-    to_format,
 )
 
 ANCHOR_HZ = 3500
@@ -48,7 +48,7 @@ class FolderSystem:
             raise FileNotFoundError(f"system {self.label}: no {path} for item {name}")
         data, rate = sf.read(path, dtype="float32", always_2d=True)
         found = torch.from_numpy(data.T.copy())
-        found = to_format(found, rate, found.shape[0], sample_rate, audio.shape[0])
+        found = convert(found, rate, found.shape[0], sample_rate, audio.shape[0])
         return Coded(match_length(found, audio.shape[-1]), float("nan"))
 
 
