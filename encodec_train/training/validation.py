@@ -65,7 +65,6 @@ class HeldOutValidation(L.Callback):
         self.examples = examples
         self.output_dir = Path(output_dir)
         self.validations = 0
-        self.history: list[dict[str, float]] = []
         self._entries: Manifest | None = None
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
@@ -135,7 +134,6 @@ class HeldOutValidation(L.Callback):
         for level, histogram in enumerate(counts):
             values[f"{PREFIX}/codebook_usage/level_{level}"] = float((histogram > 0).float().mean())
             values[f"{PREFIX}/codebook_perplexity/level_{level}"] = float(perplexity(histogram))
-        self.history.append({"step": step, **values})
         self._write_examples(pl_module, step, examples)
         return values
 
