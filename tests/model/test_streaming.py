@@ -110,10 +110,10 @@ def assert_stream_equals_offline(model, audio, bandwidth, sample_sizes, frame_si
     return codes, streamed
 
 
-chunk_sizes = st.lists(st.integers(0, 900), min_size=1, max_size=12)
+chunk_sizes = st.lists(st.integers(0, 900), min_size=1, max_size=10)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     sizes=chunk_sizes,
     frame_sizes=st.lists(st.integers(0, 9), max_size=8),
