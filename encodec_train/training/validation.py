@@ -33,8 +33,9 @@ class HeldOutValidation(L.Callback):
     """Every `every_n_steps` updates, code every file of a held-out test manifest at every
     training bandwidth and log under `heldout/`: mel distance and SI-SNR each time, the
     `perceptual_metrics` (ViSQOL, PESQ) every `perceptual_every` validations, and per level
-    of the codebooks the share of codes used and their perplexity. The first `examples` files
-    are written (and sent to W&B) as audio and mel-spectrogram images.
+    of the codebooks the share of codes used and their perplexity. The first file of each
+    category, for up to `examples` categories, is written (and sent to W&B) as audio and a
+    mel-spectrogram image.
 
     Args:
         every_n_steps: validation interval in generator updates (0: never).
@@ -43,7 +44,7 @@ class HeldOutValidation(L.Callback):
         demo_corpus: the demo corpus folder (`${demo_corpus}`), or None.
         perceptual_every: validations between two runs of `perceptual_metrics` (0: never).
         perceptual_metrics: the slow metrics (names in `evaluation.metrics.METRICS`).
-        examples: files written as audio and spectrograms at each validation.
+        examples: categories whose first file is written as audio and spectrograms.
         output_dir: where `step_<k>/` folders of examples go.
     """
 
@@ -109,8 +110,13 @@ class HeldOutValidation(L.Callback):
         scores: dict[tuple[str, float], list[float | None]] = {}
         counts = torch.zeros(generator.quantizer.n_q, generator.quantizer.codebook_size)
         examples: list[tuple[str, int, dict[str, torch.Tensor]]] = []
+        entries = self.entries()
+        firsts: dict[str, int] = {}  # the first file of each category
+        for index, entry in enumerate(entries):
+            firsts.setdefault(entry.dataset, index)
+        shown = set(list(firsts.values())[: self.examples])
         with torch.random.fork_rng(devices=[]), eval_mode(generator):
-            for index, entry in enumerate(self.entries()):
+            for index, entry in enumerate(entries):
                 reference, rate = read_clip(entry)
                 decoded = {"reference": reference}
                 for bandwidth in bandwidths:
@@ -124,7 +130,7 @@ class HeldOutValidation(L.Callback):
                     if bandwidth == bandwidths[-1]:
                         for level, codes in enumerate(coded.codes):
                             counts[level] += torch.bincount(codes, minlength=counts.shape[1])
-                if index < self.examples:
+                if index in shown:
                     examples.append((Path(entry.path).stem, rate, decoded))
         values = {}
         for (name, bandwidth), found in scores.items():
