@@ -208,3 +208,13 @@ def test_misuse_is_refused_clearly():
             stream.encoder.push(torch.zeros(2, 1, 10))
     with pytest.raises(RuntimeError, match="closed"):
         stream.decoder.push(torch.zeros(2, 4, 1, dtype=torch.long))
+
+
+def test_transposed_convs_trimmed_on_both_sides_hold_samples_for_the_flush():
+    torch.manual_seed(3)
+    model = randomize_official_layout_(encodec_tiny(trim_right_ratio=0.5), seed=3)
+    audio = make_audio(24_000, 1, 4000, batch=2)
+    codes, _ = assert_stream_equals_offline(model, audio, 3.0, [100, 1000, 7, 2000], [1, 3, 0, 5])
+    with model.streaming() as stream:
+        stream.decoder.push(codes)
+        assert stream.decoder.flush().shape[-1] > 0  # the left-trimmed samples at the end
