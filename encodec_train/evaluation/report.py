@@ -55,8 +55,9 @@ def plot_rate_distortion(summary: Sequence[dict], name: str, path: Path) -> Path
         points = sorted((s["kbps"], s[name]) for s in overall if s["system"] == label)
         axes.plot(*zip(*points, strict=True), marker="o", label=label)
     axes.set_xscale("log")
-    axes.set_xticks(sorted({s["kbps"] for s in overall}))
-    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+    # Ticks at the requested settings; the points sit at the real bitrates.
+    axes.set_xticks(sorted({s["setting"] for s in overall}))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes.set_xlabel("bitrate (kbps, log scale)")
     better = "higher" if info.higher_is_better else "lower"
