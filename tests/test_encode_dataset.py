@@ -118,3 +118,16 @@ def test_worker_processes_write_the_same_shards(corpus, tmp_path):
         there = read_code_shard(tmp_path / "workers" / f"{name}.safetensors")
         assert here[1] == there[1]
         assert all(torch.equal(a[1], b[1]) for a, b in zip(here[0], there[0], strict=True))
+
+
+def test_non_causal_model_encodes_each_file_alone(corpus, tmp_path):
+    manifest, _, _ = corpus
+    torch.manual_seed(9)
+    model = randomize_official_layout_(encodec_tiny(causal=False), seed=9)
+    checkpoint = save_model(model, tmp_path / "non_causal.pt")
+    paths = encode_dataset(manifest, checkpoint, tmp_path / "codes", 1.5, progress=False)
+    for source, codes in read_code_shard(paths[0])[0]:
+        audio = padded_audio(model, Path(source))
+        with torch.no_grad():
+            expected = model.encode(audio, 1.5)[0].codes
+        assert_same_codes(model, audio, codes.long()[None], expected)
