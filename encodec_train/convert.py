@@ -114,6 +114,25 @@ def load_official(path: str | Path) -> EncodecModel:
     return model.eval()
 
 
+def load_codec(path: str | Path) -> EncodecModel:
+    """A codec in eval mode from any format we read: one of our checkpoints or model files, an
+    official `.th` state dict, or a Hugging Face `EncodecModel` folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"codec checkpoint {path} does not exist")
+    if path.is_dir():
+        return load_hf(path).eval()
+    if path.suffix == ".th":
+        return load_official(path)
+    try:
+        return EncodecModel.from_checkpoint(path).eval()
+    except CheckpointMismatchError as ours:
+        try:
+            return load_official(path)
+        except CheckpointMismatchError as official:
+            raise CheckpointMismatchError(f"{ours}; nor an official one: {official}") from None
+
+
 def export_official(model: EncodecModel, path: str | Path) -> Path:
     """Write our generator as the official package's state dict (loads with
     `encodec.EncodecModel.load_state_dict`)."""

@@ -8,28 +8,14 @@ from pathlib import Path
 
 import torch
 
-from encodec_train import convert
-from encodec_train.model import CheckpointMismatchError, EncodecModel
+from encodec_train.convert import load_codec  # noqa: F401 - the codec loader of .ecdc files
+from encodec_train.model import CheckpointMismatchError
 from encodec_train.model.checkpoint import _prefixed, load_weights
 from encodec_train.model.lm import EntropyModel
 
 LM_FILE_KEY = "encodec_train_lm"
 OFFICIAL_CONTEXT_SECONDS = 3.5
 """The official entropy models attend to int(3.5 × frame rate) past steps."""
-
-
-def load_codec(path: str | Path) -> EncodecModel:
-    """A codec from one of our checkpoints or model files, an official `.th` state dict, or a
-    Hugging Face `EncodecModel` folder; in eval mode."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"codec checkpoint {path} does not exist")
-    if path.is_dir():
-        return convert.load_hf(path)
-    try:
-        return EncodecModel.from_checkpoint(path)
-    except CheckpointMismatchError:
-        return convert.load_official(path)
 
 
 def save_entropy_model(lm: EntropyModel, path: str | Path) -> Path:

@@ -13,6 +13,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
+from encodec_train.convert import load_codec  # noqa: F401 - loads every system's codec
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bandwidth_per_codebook
 
@@ -102,14 +103,3 @@ def find_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
     ]
 
 
-def load_codec(path: str | Path) -> EncodecModel:
-    """The codec stored at `path` (one of `find_checkpoints`' results), in eval mode: our
-    checkpoint, an official `.th` state dict or a Hugging Face directory (`convert.py`)."""
-    from encodec_train.convert import load_hf, load_official
-
-    path = Path(path)
-    if path.is_dir():
-        return load_hf(path).eval()
-    if path.suffix == ".th":
-        return load_official(path).eval()
-    return EncodecModel.from_checkpoint(path).eval()
