@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 from encodec_train.training.run_status import read_status
 
-METRIC = re.compile(r"^valid/(?P<name>[^@]+)@(?P<bandwidth>[\d.]+)kbps$")
+# `valid/mel@6kbps` (the validation loop), `heldout/si_snr@6kbps` (held-out validation).
+METRIC = re.compile(r"^(?P<name>(valid/|heldout/)[^@]+)@(?P<bandwidth>[\d.]+)kbps$")
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -39,7 +40,8 @@ def run_row(run_dir: Path, root: Path, metrics: Sequence[str]) -> dict[str, str]
         "step": str(status.get("step", _checkpoint_step(run_dir))),
         "status": _state(status),
     }
-    for key, value in sorted(status.get("validation", {}).items(), key=_metric_order):
+    values = {**status.get("validation", {}), **status.get("held_out", {})}
+    for key, value in sorted(values.items(), key=_metric_order):
         match = METRIC.match(key)
         if match and match["name"] in metrics:
             row[f"{match['name']}@{match['bandwidth']}"] = f"{value:.4g}"
@@ -116,7 +118,12 @@ def write_csv(rows: list[dict[str, str]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m encodec_train.runs", description=__doc__)
     parser.add_argument("folder", nargs="?", default="runs", type=Path)
-    parser.add_argument("--metrics", nargs="+", default=["mel", "si_snr"])
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["valid/mel", "heldout/mel_distance", "heldout/si_snr"],
+        help="metrics to show, as logged without the bandwidth (valid/si_snr, heldout/visqol, ...)",
+    )
     parser.add_argument("--csv", type=Path, help="also write the table as CSV here")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from encodec_train.training.callbacks import StopOnSignal
+from encodec_train.training.validation import HeldOutValidation
 
 STATUS_FILE = "status.json"
 
@@ -67,7 +68,7 @@ class RunStatus(L.Callback):
         self._update(trainer, state="running")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
-        self._update(trainer, checkpoint_step=trainer.global_step)
+        self._update(trainer, checkpoint_step=trainer.global_step, **self._held_out(trainer))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         metrics = {
@@ -83,7 +84,15 @@ class RunStatus(L.Callback):
         if stopper is not None and stopper.received:
             self._update(trainer, state="stopped", signal=stopper.received)
         else:
-            self._update(trainer, state="finished")
+            self._update(trainer, state="finished", **self._held_out(trainer))
+
+    @staticmethod
+    def _held_out(trainer: L.Trainer) -> dict[str, Any]:
+        """The latest held-out validation (`HeldOutValidation`), when one ran."""
+        validation = next((c for c in trainer.callbacks if isinstance(c, HeldOutValidation)), None)
+        return (
+            {"held_out": validation.latest} if validation is not None and validation.latest else {}
+        )
 
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
         self._update(trainer, state="failed", error=f"{type(exception).__name__}: {exception}")

@@ -66,6 +66,8 @@ class HeldOutValidation(L.Callback):
         self.examples = examples
         self.output_dir = Path(output_dir)
         self.validations = 0
+        self.latest: dict[str, float] = {}
+        """The values of the last validation (the run's status.json keeps them)."""
         self._entries: Manifest | None = None
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
@@ -96,6 +98,7 @@ class HeldOutValidation(L.Callback):
         if self.entries() is None:
             return
         values = self.validate(pl_module, step)
+        self.latest = values
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
 

@@ -262,9 +262,11 @@ def test_submitit_local_sweep_runs_each_point_as_its_own_job(tmp_path, corpus):
     ]
     jobs = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.name.isdigit()]
     assert len(jobs) == 2  # two submitit jobs, one per point
-    rows = [runs.run_row(path, tmp_path / "sweep", ["mel"]) for path in sorted(points.values())]
+    rows = [
+        runs.run_row(path, tmp_path / "sweep", ["valid/mel"]) for path in sorted(points.values())
+    ]
     assert [row["status"] for row in rows] == ["finished", "finished"]
-    assert "mel@1.5" in rows[0] and "mel@3" in rows[1]
+    assert "valid/mel@1.5" in rows[0] and "valid/mel@3" in rows[1]
 
 
 def test_runs_table_lists_the_sweep_points(tmp_path):
@@ -281,16 +283,19 @@ def test_runs_table_lists_the_sweep_points(tmp_path):
                 "signal": "SIGTERM",
                 "step": step,
                 "validation": {"valid/mel@6kbps": mel, "valid/mel@1.5kbps": 2 * mel},
+                "held_out": {"heldout/si_snr@6kbps": 10 * mel},
                 "wandb_url": None,
             },
         )
     out = tmp_path / "table.csv"
-    assert runs.main([str(tmp_path), "--metrics", "mel", "--csv", str(out)]) == 0
+    assert runs.main([str(tmp_path), "--csv", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [(r["run"], r["step"], r["status"]) for r in rows] == [
         ("a", "5", "finished"),
         ("b", "3", "stopped (SIGTERM)"),
     ]
-    assert list(rows[0])[4:6] == ["mel@1.5", "mel@6"]  # bandwidths in numeric order
-    assert (rows[1]["mel@6"], rows[1]["mel@1.5"]) == ("0.75", "1.5")
+    # Bandwidths in numeric order, the held-out validation's metrics beside the loop's.
+    assert list(rows[0])[4:7] == ["heldout/si_snr@6", "valid/mel@1.5", "valid/mel@6"]
+    assert (rows[1]["valid/mel@6"], rows[1]["valid/mel@1.5"]) == ("0.75", "1.5")
+    assert rows[1]["heldout/si_snr@6"] == "7.5"
     assert rows[0]["overrides"] == "trainer.max_steps=5"
