@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint clean
+.PHONY: demo test test-all bench bench-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pip install --quiet --no-deps audiocraft==1.3.0
 	$(PY) benchmarks/training_step.py
+
+# Every benchmark script (audiocraft_reference.py is the comparison's helper module).
+bench-all: bench
+	for b in benchmarks/*.py; do [ $$b = benchmarks/audiocraft_reference.py ] || [ $$b = benchmarks/training_step.py ] || $(PY) $$b || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check encodec_train tests benchmarks recipes
