@@ -217,7 +217,7 @@ class ReferenceStep:
                 for adversary in self.adv_losses:
                     weights[f"{name}_{adversary}"] = weight
             elif weight > 0:
-                self.aux_losses[name] = builders.get_loss(name, cfg)
+                self.aux_losses[name] = builders.get_loss(name, cfg).to(cfg.device)
                 weights[name] = weight
         self.balancer = builders.get_balancer(weights, cfg.balancer)
         self.info_losses = torch.nn.ModuleDict()
