@@ -222,16 +222,16 @@ class AdversarialLoss(nn.Module):
             the mean real and fake logits and the accuracy (device tensors, no sync).
         """
         fake = _detach(fake)
-        # The weight-normed weights are computed once for both signals.
-        with parametrize.cached():
-            if self.fused_batches:
-                logits, _ = self._evaluate(_concatenate(fake, real), index)
-                halves = [scale.chunk(2) for scale in logits]
-                fake_logits = [fake_half for fake_half, _ in halves]
-                real_logits = [real_half for _, real_half in halves]
-            else:
-                fake_logits, _ = self._evaluate(fake, index)
-                real_logits, _ = self._evaluate(real, index)
+        # Weight norm recomputed per pass: caching it would sum the passes' weight gradients
+        # before its backward instead of after, which rounds differently.
+        if self.fused_batches:
+            logits, _ = self._evaluate(_concatenate(fake, real), index)
+            halves = [scale.chunk(2) for scale in logits]
+            fake_logits = [fake_half for fake_half, _ in halves]
+            real_logits = [real_half for _, real_half in halves]
+        else:
+            fake_logits, _ = self._evaluate(fake, index)
+            real_logits, _ = self._evaluate(real, index)
         self.metrics = logit_metrics(real_logits, fake_logits)
         return discriminator_hinge_loss(real_logits, fake_logits)
 
@@ -272,7 +272,8 @@ class AdversarialLoss(nn.Module):
             `(adversarial, feature_matching)` scalars; their gradients reach `fake` but not the
             discriminator's parameters.
         """
-        # Two passes: only the decoded audio's needs a graph. The weights are computed once.
+        # Two passes: only the decoded audio's needs a graph. The weights (no gradient here)
+        # are computed once for both.
         with _frozen(self.judge(index)), parametrize.cached():
             fake_logits, fake_maps = self._evaluate(fake, index)
             with torch.no_grad():
