@@ -53,6 +53,9 @@ def compile_networks(generator: nn.Module, discriminators: list[nn.Module], back
     generator's encoder and decoder (`nn.Module.compile`; its quantizer updates codebooks
     with data-dependent steps and stays eager), and the `judge` of each scale of each
     MS-STFT discriminator (its conv stack, also called from `forward`; the STFT stays eager)."""
+    # The balancer's per-loss gradients retain the graph through the compiled networks, which
+    # AOTAutograd's donated buffers forbid (its error names this switch).
+    torch._functorch.config.donated_buffer = False
     generator.encoder.compile(backend=backend)
     generator.decoder.compile(backend=backend)
     for discriminator in discriminators:
