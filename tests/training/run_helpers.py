@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import subprocess
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from encodec_train import CONFIG_DIR
 
 CONF_DIR = CONFIG_DIR
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fast_overrides(run_dir: Path, corpus: Path) -> list[str]:
@@ -51,3 +53,19 @@ def logged_steps(run_dir: Path) -> list[dict[str, float]]:
             if row.get("train/loss_mel"):
                 rows.append({key: float(value) for key, value in row.items() if value})
     return rows
+
+
+def signal_during_training(
+    command: list[str], signum: int, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run `command` (a training run), send it `signum` once training has started (Lightning
+    has printed the model size), and return its exit status and output."""
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in process.stdout:
+        if "Total params" in line:
+            break
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=300)
+    return process.returncode, output

@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from run_helpers import CONF_DIR, fast_overrides
+from run_helpers import CONF_DIR, REPO, fast_overrides, signal_during_training
 
 from encodec_train import runs
 from encodec_train.training.config_checks import ConfigError, check_config
 from encodec_train.training.dry_run import plan
 from encodec_train.training.resolvers import sweep_point
 from encodec_train.training.run_status import read_status, write_status
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def compose_config(*overrides: str, hydra: bool = False):
@@ -199,15 +197,8 @@ def test_time_limit_signal_writes_last_ckpt_requeues_and_the_rerun_continues(tmp
         "trainer.max_epochs=-1",
         *fast_overrides(tmp_path / "run", corpus),
     ]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    for line in process.stdout:
-        if "Total params" in line:
-            break
-    process.send_signal(signal.SIGUSR1)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output[-3000:]
+    returncode, output = signal_during_training(command, signal.SIGUSR1, env)
+    assert returncode == 0, output[-3000:]
     assert "SLURM job 4242 is requeued" in output
     assert record.read_text().split() == ["requeue", "4242"]
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"

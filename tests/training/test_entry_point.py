@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from run_helpers import demo_config, fast_overrides
+from run_helpers import REPO, demo_config, fast_overrides, signal_during_training
 
 from encodec_train.training.builder import fit
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(
@@ -108,15 +106,8 @@ def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes
         "trainer.max_epochs=-1",
         *fast_overrides(tmp_path / "runs", corpus),
     ]
-    process = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    for line in process.stdout:  # training has started once Lightning prints the model size
-        if "Total params" in line:
-            break
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output[-3000:]
+    returncode, output = signal_during_training(args, signal.SIGTERM)
+    assert returncode == 0, output[-3000:]
     assert "stopped by SIGTERM" in output
     last = tmp_path / "runs" / "checkpoints" / "last.ckpt"
     stopped_at = torch.load(last, weights_only=True)["global_step"]
