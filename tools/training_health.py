@@ -49,7 +49,10 @@ def main(overrides: list[str]) -> None:
     _, trainer, _ = fit(cfg)
     callback = next(c for c in trainer.callbacks if isinstance(c, TrainingHealth))
     print(health_table(callback))
-    print("problems at the last probe:", "; ".join(callback.problems) or "none")
+    print(
+        "problems reported at the last probe (found on health.patience probes in a row):",
+        "; ".join(callback.problems) or "none",
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,13 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
 from encodec_train.evaluation.metrics import MelDistance
-from encodec_train.training.health import HealthCheck, HealthReport, eval_mode, probe_health
+from encodec_train.training.health import (
+    HealthCheck,
+    HealthReport,
+    PersistentProblems,
+    eval_mode,
+    probe_health,
+)
 from encodec_train.training.wandb_run import WandbRunLogger
 
 log = logging.getLogger(__name__)
@@ -160,20 +166,25 @@ class StopOnSignal(L.Callback):
 
 class TrainingHealth(PeriodicProbe):
     """Every `every_n_steps` updates, probe the codec on a fixed batch (`probe_health`), log
-    the signals under `health/`, and warn loudly when `check` finds a collapse: a log line,
-    a W&B alert when W&B logs the run, and `problems` for the run summary.
+    the signals under `health/`, and warn loudly when `check` finds a collapse on `patience`
+    consecutive probes: a log line, a W&B alert when W&B logs the run, and `problems` for the
+    run summary.
 
     Args:
         every_n_steps: probe interval in generator updates (0: never).
         check: the thresholds.
         max_items: clips in the probe batch (at least 2, to compare own vs. other clips).
+        patience: consecutive probes that must find a problem before it is reported.
     """
 
-    def __init__(self, every_n_steps: int, check: HealthCheck, max_items: int = 4) -> None:
+    def __init__(
+        self, every_n_steps: int, check: HealthCheck, max_items: int = 4, patience: int = 2
+    ) -> None:
         if max_items < 2:
             raise ValueError(f"max_items={max_items}: the probe compares at least two clips")
         super().__init__(every_n_steps, max_items)
         self.check = check
+        self.persistent = PersistentProblems(patience)
         self.reports: list[HealthReport] = []
         self.problems: list[str] = []
         self._distance: MelDistance | None = None
@@ -191,7 +202,8 @@ class TrainingHealth(PeriodicProbe):
         self.reports.append(report)
         for logger in trainer.loggers:
             logger.log_metrics(report.as_metrics(), step=step)
-        self.problems = self.check.problems(report, pl_module.adversary_start_step)
+        found = self.check.problems(report, pl_module.adversary_start_step)
+        self.problems = self.persistent.update(found)
         for problem in self.problems:
             log.warning("TRAINING HEALTH at step %d: %s", step, problem)
         if self.problems and isinstance(pl_module.logger, WandbLogger):
@@ -199,6 +211,12 @@ class TrainingHealth(PeriodicProbe):
                 title="encodec-train: training health",
                 text=f"step {step}: " + "; ".join(self.problems),
             )
+
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        return {"streaks": dict(self.persistent.streaks)}
+
+    def load_state_dict(self, state_dict: dict[str, dict[str, int]]) -> None:
+        self.persistent.streaks = dict(state_dict["streaks"])
 
 
 class TrainingProgressBar(TQDMProgressBar):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -128,24 +128,24 @@ class HealthCheck:
     min_bandwidth_gain: float = 0.01
     min_discriminator_accuracy: float = 0.55
 
-    def problems(self, report: HealthReport, adversary_start_step: int = 0) -> list[str]:
-        """What looks collapsed in `report`, one sentence each (empty: healthy). The
+    def problems(self, report: HealthReport, adversary_start_step: int = 0) -> dict[str, str]:
+        """What looks collapsed in `report`: signal name → one sentence (empty: healthy). The
         discriminator is judged from `start_step` steps after it joined training."""
         if report.step < self.start_step:
-            return []
-        found = []
+            return {}
+        found = {}
         if report.level0_perplexity < self.min_level0_perplexity:
-            found.append(
+            found["perplexity"] = (
                 f"level-0 codebook perplexity {report.level0_perplexity:.2f} < "
                 f"{self.min_level0_perplexity:g}: the first codebook uses almost one code"
             )
         if report.encoder_temporal_variation < self.min_encoder_temporal_variation:
-            found.append(
+            found["temporal_variation"] = (
                 f"encoder temporal variation {report.encoder_temporal_variation:.3f} < "
                 f"{self.min_encoder_temporal_variation:g}: the encoder output is nearly constant"
             )
         if report.own_other_ratio > self.max_own_other_ratio:
-            found.append(
+            found["own_other_ratio"] = (
                 f"own/other distance ratio {report.own_other_ratio:.3f} > "
                 f"{self.max_own_other_ratio:g}: reconstructions do not depend on their input"
             )
@@ -153,7 +153,7 @@ class HealthCheck:
             report.distance_per_bandwidth[b] for b in sorted(report.distance_per_bandwidth)
         ]
         if len(distances) > 1 and distances[-1] > distances[0] * (1 - self.min_bandwidth_gain):
-            found.append(
+            found["bandwidth_gain"] = (
                 f"mel distance {distances[-1]:.4f} at the highest bandwidth is not "
                 f"{self.min_bandwidth_gain:.0%} below {distances[0]:.4f} at the lowest: "
                 "more bits do not help"
@@ -161,11 +161,33 @@ class HealthCheck:
         accuracy = report.discriminator_accuracy
         judged = report.step >= adversary_start_step + self.start_step
         if accuracy is not None and judged and accuracy < self.min_discriminator_accuracy:
-            found.append(
+            found["discriminator_accuracy"] = (
                 f"discriminator accuracy {accuracy:.3f} < {self.min_discriminator_accuracy:g}: "
                 "the discriminator is not learning"
             )
         return found
+
+
+@dataclass
+class PersistentProblems:
+    """Reports a problem only once `patience` consecutive probes found it.
+
+    One probe is a handful of clips: a borderline reading (the highest bandwidth 0.0960 vs
+    the lowest 0.0959) flickers from probe to probe while the codec is healthy, whereas a
+    collapse persists. `streaks` counts, per signal, the consecutive probes that found it.
+    """
+
+    patience: int = 2
+    streaks: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"health patience={self.patience}: must be at least 1 probe")
+
+    def update(self, found: dict[str, str]) -> list[str]:
+        """Record one probe's `HealthCheck.problems`; return those seen `patience` times in a row."""
+        self.streaks = {signal: self.streaks.get(signal, 0) + 1 for signal in found}
+        return [text for signal, text in found.items() if self.streaks[signal] >= self.patience]
 
 
 @torch.no_grad()

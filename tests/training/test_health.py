@@ -10,9 +10,11 @@ import torch
 
 from encodec_train.evaluation.metrics import MelDistance
 from encodec_train.model import EncodecModel
+from encodec_train.training.callbacks import TrainingHealth
 from encodec_train.training.health import (
     HealthCheck,
     HealthReport,
+    PersistentProblems,
     code_perplexity,
     input_specificity,
     pairwise_distances,
@@ -72,7 +74,7 @@ def _report(step=200, **changes) -> HealthReport:
 
 def test_health_check_passes_a_healthy_report_and_names_each_collapse_sign():
     check = HealthCheck(start_step=60)
-    assert check.problems(_report()) == []
+    assert check.problems(_report()) == {}
     collapsed = _report(
         level0_perplexity=1.0,
         encoder_temporal_variation=0.01,
@@ -83,13 +85,31 @@ def test_health_check_passes_a_healthy_report_and_names_each_collapse_sign():
     problems = check.problems(collapsed)
     assert len(problems) == 5
     for words in ("perplexity", "constant", "input", "more bits", "not learning"):
-        assert any(words in p for p in problems), words
+        assert any(words in p for p in problems.values()), words
     # Nothing is reported before the codec had a chance to learn, nor about a discriminator
     # that joined training (after a warm-up) less than start_step steps ago.
-    assert check.problems(_report(step=40, level0_perplexity=1.0)) == []
+    assert check.problems(_report(step=40, level0_perplexity=1.0)) == {}
     stuck = _report(step=200, discriminator_accuracy=0.5)
-    assert check.problems(stuck, adversary_start_step=150) == []
-    assert len(check.problems(stuck, adversary_start_step=140)) == 1
+    assert check.problems(stuck, adversary_start_step=150) == {}
+    assert list(check.problems(stuck, adversary_start_step=140)) == ["discriminator_accuracy"]
+
+
+def test_a_problem_is_reported_once_it_persists_for_patience_probes():
+    """The demo's borderline bandwidth reading at steps 200 and 600 (0.0960 vs 0.0959,
+    healthy probes around them) stays quiet; a collapse found on consecutive probes is
+    reported from the second one on, and a streak is broken by one healthy probe."""
+    persistent = PersistentProblems(patience=2)
+    flat = {"bandwidth_gain": "more bits do not help"}
+    collapsed = {"perplexity": "one code", "bandwidth_gain": "more bits do not help"}
+    sequence = [flat, {}, flat, collapsed, collapsed, {"perplexity": "one code"}, {}, collapsed]
+    reported = [persistent.update(found) for found in sequence]
+    assert reported == [
+        [], [], [], ["more bits do not help"], ["one code", "more bits do not help"],
+        ["one code"], [], [],
+    ]  # fmt: skip
+    assert PersistentProblems(patience=1).update(flat) == ["more bits do not help"]
+    with pytest.raises(ValueError, match="patience=0"):
+        PersistentProblems(patience=0)
 
 
 def test_a_constant_encoder_trips_every_codec_signal():
@@ -112,3 +132,13 @@ def test_a_constant_encoder_trips_every_codec_signal():
     problems = HealthCheck(start_step=0).problems(report)
     assert len(problems) == 4  # all but the discriminator's, which was not probed
     assert model.training  # the probe restores the mode it found
+
+
+def test_the_health_callback_keeps_its_streaks_across_a_resume():
+    """A run stopped between two probes that both find a collapse still reports it: the
+    streaks travel in the checkpoint's callback state."""
+    before = TrainingHealth(every_n_steps=100, check=HealthCheck(), patience=2)
+    before.persistent.update({"perplexity": "one code"})
+    after = TrainingHealth(every_n_steps=100, check=HealthCheck(), patience=2)
+    after.load_state_dict(before.state_dict())
+    assert after.persistent.update({"perplexity": "one code"}) == ["one code"]
