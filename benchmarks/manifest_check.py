@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from encodec_train.data.manifest_cli import DEFAULT_WORKERS, TAIL_FRAMES, build_manifest
+from encodec_train.data.audio_probe import DEFAULT_WORKERS, TAIL_FRAMES
+from encodec_train.data.manifest_cli import build_manifest
 
 SAMPLE_RATE = 16000
 SECONDS = 0.25

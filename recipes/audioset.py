@@ -28,13 +28,8 @@ from typing import Any
 
 from common import read_table, run_recipe
 
-from encodec_train.data.manifest_cli import (
-    AudioSource,
-    BuildReport,
-    Probe,
-    build_manifest_from_sources,
-    find_audio,
-)
+from encodec_train.data.audio_probe import Probe, find_audio
+from encodec_train.data.manifest_cli import AudioSource, BuildReport, build_manifest_from_sources
 
 SUBSETS = ("balanced_train", "unbalanced_train", "eval")
 COLUMNS = ("YTID", "start_seconds", "end_seconds", "positive_labels")

@@ -33,12 +33,8 @@ from typing import Any
 
 from common import run_recipe
 
-from encodec_train.data.manifest_cli import (
-    AudioSource,
-    BuildReport,
-    build_manifest_from_sources,
-    find_audio,
-)
+from encodec_train.data.audio_probe import find_audio
+from encodec_train.data.manifest_cli import AudioSource, BuildReport, build_manifest_from_sources
 from encodec_train.data.reverb import write_impulse_responses
 
 FOLDERS = {"clean_fullband": ("speech", "dns4_speech"), "noise_fullband": ("general", "dns4_noise")}

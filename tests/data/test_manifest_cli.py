@@ -11,10 +11,11 @@ import soundfile
 from fake_corpora import FakeCorpus
 
 from encodec_train.data import manifest_cli
+from encodec_train.data.audio_probe import PROBLEMS
 from encodec_train.data.manifest import Manifest, ManifestEntry, write_manifest
 from encodec_train.data.manifest_cli import build_manifest, validate_manifest
 
-NO_PROBLEMS = dict.fromkeys(manifest_cli.PROBLEMS, 0)
+NO_PROBLEMS = dict.fromkeys(PROBLEMS, 0)
 
 
 def sound_folder(root: Path) -> FakeCorpus:
