@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from encodec_train.data.manifest_cli import (
+    BUILD_OPTIONS,
     USER_ERRORS,
     AudioSource,
     BuildReport,
@@ -100,15 +101,14 @@ def run_recipe(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse `--root --out --workers --relative --arrow` plus the recipe's own options,
+    """Parse `add_build_arguments`' options plus the recipe's own options,
     call `build(root, out, **options)`, print its report, return the exit status."""
     parser = argparse.ArgumentParser(description=description)
     add_build_arguments(parser)
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    shared = {"workers", "relative", "arrow", "min_sample_rate"}  # handed over by build_options
-    own = {k: v for k, v in vars(args).items() if k not in shared}
+    own = {k: v for k, v in vars(args).items() if k not in BUILD_OPTIONS}
     try:
         report = build(**own, **build_options(args))
     except USER_ERRORS as error:  # a bad path or an empty folder: one line, not a traceback

@@ -291,16 +291,27 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="leave out files below this rate (e.g. 48000 for the 48 kHz model's music)",
     )
+    parser.add_argument(
+        "--no-tail-check",
+        dest="tail_check",
+        action="store_false",
+        help="read headers only, not each file's last frames (faster, misses truncated files)",
+    )
+
+
+BUILD_OPTIONS = {
+    "workers": "num_workers",
+    "relative": "relative",
+    "arrow": "arrow",
+    "min_sample_rate": "min_sample_rate",
+    "tail_check": "tail_check",
+}
+"""`add_build_arguments`' options → the build functions' keyword arguments."""
 
 
 def build_options(args: argparse.Namespace) -> dict:
     """Keyword arguments for the build functions from `add_build_arguments`' options."""
-    return {
-        "num_workers": args.workers,
-        "relative": args.relative,
-        "arrow": args.arrow,
-        "min_sample_rate": args.min_sample_rate,
-    }
+    return {keyword: getattr(args, option) for option, keyword in BUILD_OPTIONS.items()}
 
 
 USER_ERRORS = (OSError, ManifestError, NoAudioError)
@@ -318,12 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--domain", required=True, choices=DOMAINS)
     build.add_argument("--dataset", required=True, help="dataset name written in each row")
     build.add_argument("--ext", nargs="+", default=AUDIO_EXTENSIONS, help="file extensions")
-    build.add_argument(
-        "--no-tail-check",
-        dest="tail_check",
-        action="store_false",
-        help="read headers only, not each file's last frames (faster, misses truncated files)",
-    )
     validate = commands.add_parser("validate", help="check a manifest against its files")
     validate.add_argument("manifest", type=Path, help=".jsonl file or .arrow directory")
     validate.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
@@ -342,7 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.dataset,
                 args.out,
                 extensions=args.ext,
-                tail_check=args.tail_check,
                 **build_options(args),
             )
             print(report.summary())

@@ -228,3 +228,27 @@ def test_dns_noise_files_are_indexed_but_left_out_of_the_paper_mixture(recipe) -
     assert [s.name for s in could_draw_noise] == ["s2", "s3", "s4"]
     for strategy in could_draw_noise:
         assert noise_dataset in strategy.exclude_datasets, strategy.name
+
+
+def test_recipes_take_every_build_option(tmp_path: Path, recipe) -> None:
+    """A recipe's command line hands the shared build options to its build, `--no-tail-check`
+    included, and only the recipe's own options besides."""
+    common = recipe("common")
+    received = []
+
+    def build(**options):
+        received.append(options)
+        return BuildReport(tmp_path / "m.jsonl", [])
+
+    out = tmp_path / "m.jsonl"
+    out.write_text("")
+    argv = ["--root", str(tmp_path), "--out", str(out), "--workers", "3", "--no-tail-check"]
+    common.run_recipe(build, "", None, argv)
+    assert received == [
+        {
+            "root": tmp_path, "out": out, "num_workers": 3, "relative": False, "arrow": None,
+            "min_sample_rate": 0, "tail_check": False,
+        }
+    ]  # fmt: skip
+    common.run_recipe(build, "", None, argv[:-1])
+    assert received[1]["tail_check"] is True
