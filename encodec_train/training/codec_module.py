@@ -4,16 +4,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
-from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 
 from encodec_train.data.datamodule import AudioDataModule
@@ -22,9 +19,8 @@ from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, t
 from encodec_train.losses.adversarial import DiscriminatorInput
 from encodec_train.model import EncodecModel
 from encodec_train.training.ema import WeightEMA
-from encodec_train.training.metrics import MetricAccumulator
 from encodec_train.training.phases import StepPhases
-from encodec_train.training.rng import capture_rng_states, restore_rng_states
+from encodec_train.training.run_module import TrainingRunModule
 from encodec_train.training.speed import SpeedOptions, compile_networks
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
@@ -50,7 +46,7 @@ class StepPlan:
     bandwidth_index: int = 0
 
 
-class CodecGANModule(L.LightningModule):
+class CodecGANModule(TrainingRunModule):
     """Trains an `EncodecModel` against a discriminator.
 
     Args:
@@ -103,7 +99,7 @@ class CodecGANModule(L.LightningModule):
         discriminator_per_bandwidth: bool,
         speed: SpeedOptions | Mapping[str, Any],
     ) -> None:
-        super().__init__()
+        super().__init__(seed, log_every_n_steps)
         if not 0.0 <= discriminator_update_prob <= 1.0:
             raise ValueError(
                 f"discriminator_update_prob={discriminator_update_prob} must lie in [0, 1]"
@@ -141,20 +137,10 @@ class CodecGANModule(L.LightningModule):
         self.bandwidth_sampling = bandwidth_sampling
         self.generator_grad_clip = generator_grad_clip
         self.discriminator_grad_clip = discriminator_grad_clip
-        self.log_every_n_steps = log_every_n_steps
         if adversary_start_step < 0:
             raise ValueError(f"adversary_start_step={adversary_start_step} must be ≥ 0")
         self.adversary_start_step = adversary_start_step
-        # A CPU generator: the draws never sync a GPU, and every rank draws the same values.
-        self.rng = torch.Generator().manual_seed(seed)
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
-        self.train_metrics = MetricAccumulator()
-        # The latest logged means (the progress bar shows some); the loggers keep the history.
-        self.last_logged: dict[str, float] = {}
-        # The step this process started training from (None: it trained no step).
-        self.start_step: int | None = None
-        self._last_log_time: float | None = None
-        self._pending_rng_states: dict[str, Any] | None = None
         # Profiler ranges around the step's phases; benchmarks time them.
         self.phases = StepPhases()
 
@@ -293,34 +279,18 @@ class CodecGANModule(L.LightningModule):
                 optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"
             )
 
-    def _log_running_means(self, batch_size: int) -> None:
-        """Log the means of the metrics since the last call, with throughput."""
-        means = self.train_metrics.means()
-        now = time.perf_counter()
-        if self._last_log_time is not None:
-            seconds_per_step = (now - self._last_log_time) / self.log_every_n_steps
-            means["perf/seconds_per_step"] = torch.tensor(seconds_per_step)
-            means["perf/segments_per_second"] = torch.tensor(
-                batch_size * self.trainer.world_size / seconds_per_step
-            )
-        self._last_log_time = now
-        # Only our data module counts unreadable files (a benchmark may feed a plain loader).
-        if isinstance(self.trainer.datamodule, AudioDataModule):
-            data = self.trainer.datamodule
-            counts = {
-                "skipped_files": data.skipped_files,  # unreadable files replaced
-                "rejected_mixtures": data.rejected_mixtures,  # clipped mixtures redrawn
-                "scaled_mixtures": data.scaled_mixtures,  # still clipped after the redraws
-            }
-            for name, count in counts.items():
-                means[f"data/{name}"] = torch.tensor(float(count))
-        # The one host-device sync of these metrics, every `log_every_n_steps` steps.
-        values = {key: float(value) for key, value in means.items()}
-        # Straight to the loggers, at the step the means end on (Lightning's own step counter
-        # for manual optimisation lags by one).
-        for logger in self.loggers:
-            logger.log_metrics(values, step=self.global_step)
-        self.last_logged = values
+    def logged_counts(self) -> dict[str, float]:
+        """The data module's totals: unreadable files replaced, clipped mixtures redrawn, and
+        those still clipped after the redraws (only our data module counts them; a benchmark
+        may feed a plain loader)."""
+        data = self.trainer.datamodule
+        if not isinstance(data, AudioDataModule):
+            return {}
+        return {
+            "data/skipped_files": float(data.skipped_files),
+            "data/rejected_mixtures": float(data.rejected_mixtures),
+            "data/scaled_mixtures": float(data.scaled_mixtures),
+        }
 
     # -- validation -----------------------------------------------------------------------
 
@@ -353,29 +323,15 @@ class CodecGANModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything beyond the networks and optimizers that an exact resume needs, and the
         model config so `EncodecModel.from_checkpoint` needs no config files."""
+        super().on_save_checkpoint(checkpoint)
         checkpoint["model_config"] = self.generator.config
-        # The W&B run this checkpoint belongs to, so a resume continues it.
-        checkpoint["wandb_run_id"] = (
-            self.logger.version if isinstance(self.logger, WandbLogger) else None
-        )
-        checkpoint["rng_states"] = capture_rng_states(self.rng)
         if self.ema is not None:
             checkpoint["generator_ema"] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Applied at the first batch: creating the DataLoader iterator after the restore draws
-        # from torch's global generator, which the interrupted run had not done at this step.
-        self._pending_rng_states = checkpoint["rng_states"]
+        super().on_load_checkpoint(checkpoint)
         if self.ema is not None and "generator_ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["generator_ema"])
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._pending_rng_states is not None:
-            restore_rng_states(self._pending_rng_states, self.rng)
-            self._pending_rng_states = None
-
-    def on_train_start(self) -> None:
-        self.start_step = self.global_step
 
     def on_fit_start(self) -> None:
         if self.ema is not None:

@@ -10,7 +10,6 @@ times the frame rate, is the bitrate that range coding with the model reaches.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -28,8 +26,7 @@ from encodec_train.data.datamodule import AudioDataModule, ResumableDataLoader
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
 from encodec_train.model.lm import EntropyModel, bits_per_frame
-from encodec_train.training.metrics import MetricAccumulator
-from encodec_train.training.rng import capture_rng_states, restore_rng_states
+from encodec_train.training.run_module import TrainingRunModule
 
 LMFactory = Callable[..., EntropyModel]
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
@@ -87,7 +84,7 @@ class CodeSource:
         return codebooks * bits_per_code(self.codebook_size) * self.frame_rate / 1000
 
 
-class EntropyLMModule(L.LightningModule):
+class EntropyLMModule(TrainingRunModule):
     """Trains an `EntropyModel` on a codec's codes.
 
     Args:
@@ -104,6 +101,7 @@ class EntropyLMModule(L.LightningModule):
         log_every_n_steps: how often the running means of the metrics are logged.
     """
 
+    throughput_unit = "sequences"
     checkpoint_loader = "encodec_train.compression.models.load_entropy_model"
     """What loads the model from this module's checkpoints (the run summary says it)."""
 
@@ -118,23 +116,16 @@ class EntropyLMModule(L.LightningModule):
         grad_clip: float | None,
         log_every_n_steps: int,
     ) -> None:
-        super().__init__()
+        super().__init__(seed, log_every_n_steps)
         self.lm_factory = lm
         self.optimizer_factory = optimizer
         self.codec_checkpoint = codec_checkpoint
         self.bandwidths = None if bandwidths is None else list(bandwidths)
         self.grad_clip = grad_clip
-        self.log_every_n_steps = log_every_n_steps
-        self.rng = torch.Generator().manual_seed(seed)
         self.source: CodeSource | None = None
         self.lm: EntropyModel | None = None
         if codec_checkpoint is not None:
             self._build(CodeSource.from_codec(load_codec(codec_checkpoint), self.bandwidths))
-        self.train_metrics = MetricAccumulator()
-        self.last_logged: dict[str, float] = {}
-        self.start_step: int | None = None
-        self._last_log_time: float | None = None
-        self._pending_rng_states: dict[str, Any] | None = None
 
     def _build(self, source: CodeSource) -> None:
         self.source = source
@@ -219,21 +210,6 @@ class EntropyLMModule(L.LightningModule):
         if self.grad_clip is not None:
             self.clip_gradients(optimizer, self.grad_clip, "norm")
 
-    def _log_running_means(self, batch_size: int) -> None:
-        means = self.train_metrics.means()
-        now = time.perf_counter()
-        if self._last_log_time is not None:
-            seconds_per_step = (now - self._last_log_time) / self.log_every_n_steps
-            means["perf/seconds_per_step"] = torch.tensor(seconds_per_step)
-            means["perf/sequences_per_second"] = torch.tensor(
-                batch_size * self.trainer.world_size / seconds_per_step
-            )
-        self._last_log_time = now
-        values = {key: float(value) for key, value in means.items()}
-        for logger in self.loggers:
-            logger.log_metrics(values, step=self.global_step)
-        self.last_logged = values
-
     # -- validation ---------------------------------------------------------------------
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -257,26 +233,12 @@ class EntropyLMModule(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The model config (so `EntropyModel.from_checkpoint` needs nothing else), the code
-        source, the W&B run id and the random streams."""
+        """The model config (so `EntropyModel.from_checkpoint` needs nothing else) and the
+        code source, beside the W&B run id and the random streams."""
+        super().on_save_checkpoint(checkpoint)
         checkpoint["lm_config"] = self.lm.config
         checkpoint["codec_checkpoint"] = self.codec_checkpoint
         checkpoint["frame_rate"] = self.source.frame_rate
-        checkpoint["wandb_run_id"] = (
-            self.logger.version if isinstance(self.logger, WandbLogger) else None
-        )
-        checkpoint["rng_states"] = capture_rng_states(self.rng)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._pending_rng_states = checkpoint["rng_states"]
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._pending_rng_states is not None:
-            restore_rng_states(self._pending_rng_states, self.rng)
-            self._pending_rng_states = None
-
-    def on_train_start(self) -> None:
-        self.start_step = self.global_step
 
 
 class ShuffledWindows(IterableDataset):
