@@ -1,9 +1,11 @@
 """Data throughput: mixed segments per second that one DataLoader worker delivers.
 
 Builds a small 44.1 kHz corpus (speech-like mono, music-like stereo, general sounds) as FLAC
-and as OGG Vorbis, then times `MixtureDataset` batches (paper strategies s1-s4, per-source
-normalisation and gains on) in one single-threaded process, as a worker runs them, for the
-24 kHz mono and 48 kHz stereo codecs. Prints the median over several runs, the cost of one
+and as OGG Vorbis, then times the training batches of the recipes' own data modules
+(`data=mixture_24khz` with the 24 kHz model, `data=mixture_48khz` with the 48 kHz one: their
+strategies, loudness per file, random gains, clipped mixtures rejected and redrawn, and at
+24 kHz reverberation with probability 0.2, by synthetic room responses standing in for the DNS
+Challenge's) in one single-threaded process, as a worker runs them. Prints the median over several runs, the cost of one
 source (read + resample), and the workers each GPU needs at the paper's 8 segments per update.
 
 Rates are per CPU-second of the process (a worker owns a core in training), so a busy machine
@@ -26,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from encodec_train.data.dataset import MixtureDataset
 from encodec_train.data.manifest import ManifestEntry, write_manifest
-from encodec_train.data.mixing import PAPER_STRATEGIES, Mixer
-from encodec_train.data.segments import SegmentReader
-from encodec_train.data.synth import general_like, music_like, speech_like
+from encodec_train.data.synth import general_like, music_like, speech_like, write_room_responses
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "encodec_train" / "conf"
 
 SOURCE_RATE = 44100
 FILE_SECONDS = 12.0
@@ -39,7 +43,13 @@ FILES_PER_DOMAIN = 3
 BATCH_SIZE = 8
 """Segments per GPU per update in the paper (64 over 8 GPUs)."""
 UPDATES_PER_SECOND = 5.0
-TARGETS = {"24 kHz mono": (24000, 1), "48 kHz stereo": (48000, 2)}
+TARGETS = {
+    "24 kHz mono": ["model=tiny", "data=mixture_24khz"],
+    "48 kHz stereo": ["model=tiny_48khz", "data=mixture_48khz"],
+}
+"""The overrides that give each model its recipe's data module (the model group sets the rate
+and channels; the tiny models share them with the paper's)."""
+ROOM_RT60S = [0.3, 0.5, 0.7, 0.9, 1.1, 1.3]
 FORMATS = {"FLAC": ("flac", "PCM_16"), "OGG": ("ogg", "VORBIS")}
 
 
@@ -63,11 +73,18 @@ def write_corpus(root: Path, extension: str, subtype: str) -> Path:
     return write_manifest(entries, root / "manifest.jsonl")
 
 
-def make_dataset(manifest: Path, sample_rate: int, channels: int) -> MixtureDataset:
-    reader = SegmentReader(sample_rate, channels)
-    return MixtureDataset.from_manifests(
-        [manifest], reader, Mixer(), PAPER_STRATEGIES, BATCH_SIZE, seed=0, stream=0
-    )
+def make_dataset(manifest: Path, rooms: Path, overrides: list[str]) -> MixtureDataset:
+    """The training dataset of the data module `overrides` select, reading `manifest`."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    cfg.data.train_manifests = [str(manifest)]
+    cfg.data.valid_manifests = None
+    cfg.data.batch_size = BATCH_SIZE
+    if cfg.data.reverb_probability > 0:
+        cfg.data.impulse_responses = str(rooms)
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    return data.train_dataset
 
 
 def segments_per_second(dataset: MixtureDataset, first: int, batches: int) -> tuple[float, float]:
@@ -104,12 +121,13 @@ def main() -> None:
         f"{'workers/GPU':>12}"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        rooms = write_room_responses(Path(tmp) / "rooms", ROOM_RT60S)
         for format_name, (extension, subtype) in FORMATS.items():
             root = Path(tmp) / extension
             root.mkdir()
             manifest = write_corpus(root, extension, subtype)
-            for target_name, (sample_rate, channels) in TARGETS.items():
-                dataset = make_dataset(manifest, sample_rate, channels)
+            for target_name, overrides in TARGETS.items():
+                dataset = make_dataset(manifest, rooms, overrides)
                 segments_per_second(dataset, 0, 2)  # warm up: kernels, page cache
                 runs = [
                     segments_per_second(dataset, 2 + run * args.batches, args.batches)
