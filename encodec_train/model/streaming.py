@@ -27,7 +27,8 @@ model's weights), so streams never share state: two streams over one model run s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,15 +79,72 @@ def check_streamable(model: EncodecModel) -> None:
         )
 
 
+def _prepared(module: nn.Module, build: Callable[[], tuple[torch.Tensor, ...]]) -> tuple:
+    """`build()`: `module`'s weights laid out for chunk-sized matrix products, computed once
+    and shared by every stream over `module` until one of its parameters or buffers changes
+    (another tensor, or an in-place update such as an optimizer step)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    version = tuple((t.data_ptr(), t._version) for t in tensors)
+    cached = _PREPARED.get(module)
+    if cached is None or cached[0] != version:
+        with torch.no_grad():
+            cached = (version, build())
+        _PREPARED[module] = cached
+    return cached[1]
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
+@dataclass(frozen=True)
+class _Linear:
+    """x [rows, in] → x·Wᵀ + bias, for the few rows a push brings.
+
+    A large float32 weight is packed once into oneDNN's blocked layout: its products read
+    the weight at the memory's speed for one row and for two alike (measured ~22–29 GB/s
+    on 4–8 MB weights), where MKL's `addmm` runs 1.7× slower at two rows than at one, and
+    `F.conv1d` / `conv_transpose1d` on one or two windows several times slower. A small
+    weight is kept transposed ([in, out]) for `addmm`, whose fixed cost is lower."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    packed: bool
+
+    PACK_FROM = 16_384  # weights with at least this many elements are packed
+
+    @staticmethod
+    def of(weight: torch.Tensor, bias: torch.Tensor | None, pack: bool = True) -> _Linear:
+        """From `weight` [out, in] (and `bias` [out]); `pack=False` keeps even a large
+        weight for `addmm`."""
+        if _ONEDNN and weight.dtype == torch.float32 and weight.device.type == "cpu":
+            if pack and weight.numel() >= _Linear.PACK_FROM:
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 16)
+                return _Linear(packed, bias, True)
+        return _Linear(weight.t().contiguous(), bias, False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        if self.bias is None:
+            return torch.mm(x, self.weight)
+        return torch.addmm(self.bias, x, self.weight)
+
+
 class _Node:
-    """One layer of a stream: `push` input columns, get the output columns that are final."""
+    """One layer of a stream: `push` input columns, get the output columns that are final.
+
+    Streams work time-major, on [batch, time, channels]: a window of a convolution is then a
+    contiguous run of memory, and every layer is one matrix product of a few rows against
+    weights prepared once (`_prepared`) in the layout those products read fastest."""
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         """The outputs held back until the input is known to end. `template` is an empty
-        input ([batch, channels, 0]) that carries the batch size, dtype and device."""
+        input ([batch, 0, channels]) that carries the batch size, dtype and device."""
         raise NotImplementedError
 
     def count(self, n: int) -> int:
@@ -122,7 +180,7 @@ class _Sequence(_Node):
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         out = self.nodes[0].flush(template)
         for node in self.nodes[1:]:
-            out = torch.cat([node.push(out), node.flush(out[..., :0])], dim=-1)
+            out = torch.cat([node.push(out), node.flush(out[:, :0])], dim=1)
         return out
 
     def count(self, n: int) -> int:
@@ -140,15 +198,18 @@ class _Residual(_Node):
         self.ahead_is_shortcut = True
 
     def _add(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.ahead is None and a.shape[1] == b.shape[1]:  # the steady state
+            return a + b
         if self.ahead is not None:
             if self.ahead_is_shortcut:
-                a = torch.cat([self.ahead, a], dim=-1)
+                a = torch.cat([self.ahead, a], dim=1)
             else:
-                b = torch.cat([self.ahead, b], dim=-1)
-        n = min(a.shape[-1], b.shape[-1])
-        self.ahead_is_shortcut = a.shape[-1] > n
-        self.ahead = a[..., n:] if self.ahead_is_shortcut else b[..., n:]
-        return a[..., :n] + b[..., :n]
+                b = torch.cat([self.ahead, b], dim=1)
+        n = min(a.shape[1], b.shape[1])
+        self.ahead_is_shortcut = a.shape[1] > n
+        longer = a if self.ahead_is_shortcut else b
+        self.ahead = longer[:, n:] if longer.shape[1] > n else None
+        return a[:, :n] + b[:, :n]
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         return self._add(self.shortcut.push(x), self.block.push(x))
@@ -160,13 +221,28 @@ class _Residual(_Node):
         return min(self.shortcut.count(n), self.block.count(n))
 
 
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(1, 2)
+
+
+_time_major = _channels_first  # the same swap of the last two axes, the other way round
+
+
 class _Conv(_Node):
     """Causal `StreamableConv1d`: the left padding once the first inputs allow it, then the
-    inputs a window still needs kept between pushes; the end padding at `flush`."""
+    inputs a window still needs kept between pushes; the end padding at `flush`.
+
+    The windows of a push are gathered into rows ([windows, kernel·in]) and multiplied by the
+    weight laid out as [kernel·in, out]: one matrix product, which reads a large weight
+    (a frame-rate layer's) at the memory's speed, where `F.conv1d` on one or two windows ran
+    several times slower. The layer's norm is the identity in every causal model."""
 
     def __init__(self, layer: StreamableConv1d) -> None:
         self.layer = layer
+        conv = layer.conv.conv
         self.kernel, self.stride = layer.effective_kernel, layer.stride
+        self.dilation = conv.dilation[0]
+        self.out_channels = conv.out_channels
         self.padding = layer.padding_total
         self.start_needs = _START_NEEDS[layer.pad_mode](self.padding)
         if layer.pad_mode == "reflect" and self.stride > 1 and self.padding < self.stride:
@@ -175,44 +251,51 @@ class _Conv(_Node):
                 f"kernel {layer.kernel_size} with stride {self.stride}: reflect padding at the "
                 "end needs more inputs than a stream keeps"
             )
+        if conv.groups != 1:
+            raise ValueError(f"grouped convolutions (groups={conv.groups}) do not stream")
+        self.linear = _conv_linear(conv)
         self.buffer: torch.Tensor | None = None
         self.started = False
         self.received = 0
 
     def _empty(self, like: torch.Tensor) -> torch.Tensor:
-        return like.new_zeros(like.shape[0], self.layer.conv.conv.out_channels, 0)
+        return like.new_zeros(like.shape[0], 0, self.out_channels)
 
     def _windows(self, padded: torch.Tensor) -> torch.Tensor:
         """Every whole window of `padded`; keep what the next window needs."""
-        length = padded.shape[-1]
+        batch, length, _ = padded.shape
         n = (length - self.kernel) // self.stride + 1 if length >= self.kernel else 0
-        self.buffer = padded[..., n * self.stride :]
+        self.buffer = padded[:, n * self.stride :]
         if n == 0:
             return self._empty(padded)
-        # The conv itself, without the module calls around it (their cost is most of a
-        # push's on small chunks); its norm is the identity in every causal model.
-        conv = self.layer.conv.conv
-        used = padded[..., : (n - 1) * self.stride + self.kernel]
-        return F.conv1d(used, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+        windows = padded.unfold(1, self.kernel, self.stride)  # [batch, n, in, kernel]
+        if self.dilation > 1:
+            windows = windows[..., :: self.dilation]
+        rows = windows.transpose(2, 3).reshape(batch * n, -1)  # [batch·n, kernel·in]
+        return self.linear(rows).view(batch, n, -1)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        self.received += x.shape[-1]
-        buffer = x if self.buffer is None else torch.cat([self.buffer, x], dim=-1)
+        self.received += x.shape[1]
+        if self.buffer is not None and self.buffer.shape[1]:
+            x = torch.cat([self.buffer, x], dim=1)
         if not self.started:
-            if buffer.shape[-1] < self.start_needs:
-                self.buffer = buffer
-                return self._empty(buffer)
-            buffer = pad1d(buffer, (self.padding, 0), self.layer.pad_mode)
+            if x.shape[1] < self.start_needs:
+                self.buffer = x
+                return self._empty(x)
+            x = _time_major(pad1d(_channels_first(x), (self.padding, 0), self.layer.pad_mode))
             self.started = True
-        return self._windows(buffer)
+        return self._windows(x)
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         if not self.started:
             # Too short to start: the offline layer on the whole (short) input.
             whole = template if self.buffer is None else self.buffer
-            return self.layer(whole) if whole.shape[-1] else self._empty(whole)
+            if not whole.shape[1]:
+                return self._empty(whole)
+            return _time_major(self.layer(_channels_first(whole)))
         extra = extra_padding_for_conv1d(self.received, self.kernel, self.stride, self.padding)
-        return self._windows(pad1d(self.buffer, (0, extra), self.layer.pad_mode))
+        end = pad1d(_channels_first(self.buffer), (0, extra), self.layer.pad_mode)
+        return self._windows(_time_major(end))
 
     def count(self, n: int) -> int:
         padded = n + self.padding
@@ -221,58 +304,86 @@ class _Conv(_Node):
         return (padded - self.kernel) // self.stride + 1
 
 
+def _conv_linear(conv: nn.Conv1d) -> _Linear:
+    """The product of a window's rows ([kernel·in], time-major) with `conv`'s weight."""
+    out_channels = conv.out_channels
+    return _prepared(
+        conv, lambda: _Linear.of(conv.weight.transpose(1, 2).reshape(out_channels, -1), conv.bias)
+    )
+
+
+class _PointwiseConv(_Node):
+    """A 1×1 `StreamableConv1d` (a residual block's shortcut and last conv): each column on
+    its own, so nothing is kept or held back and `_Conv`'s bookkeeping is skipped."""
+
+    def __init__(self, layer: StreamableConv1d) -> None:
+        self.linear = _conv_linear(layer.conv.conv)
+        self.out_channels = layer.conv.conv.out_channels
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        batch, n, channels = x.shape
+        if n == 0:
+            return x.new_zeros(batch, 0, self.out_channels)
+        return self.linear(x.reshape(batch * n, channels)).view(batch, n, -1)
+
+    def flush(self, template: torch.Tensor) -> torch.Tensor:
+        return template.new_zeros(template.shape[0], 0, self.out_channels)
+
+    def count(self, n: int) -> int:
+        return n
+
+
 class _ConvTranspose(_Node):
-    """Causal `StreamableConvTranspose1d`: each input frame's window overlaps the next
-    (kernel − stride samples), so that tail is kept and added to the next push's head."""
+    """Causal `StreamableConvTranspose1d`: each input frame's window overlaps the next ones
+    (kernel − stride samples); those parts are kept and added to the next push's head.
+
+    One matrix product gives every frame's window ([frames, in] × [in, kernel·out], the
+    kernel zero-padded to a whole number of strides); the windows are then overlap-added
+    `stride` apart. On a few frames this is up to 15× faster than CPU `conv_transpose1d`."""
 
     def __init__(self, layer: StreamableConvTranspose1d) -> None:
-        self.conv = layer.convtr.convtr
-        self.stride = self.conv.stride[0]
+        conv = layer.convtr.convtr
+        in_channels, self.out_channels, kernel = conv.weight.shape
+        self.stride = conv.stride[0]
+        self.shifts = -(-kernel // self.stride)  # strides a window spans
         self.trim_left, _ = layer.trim
         self.to_drop = self.trim_left  # offline output starts trim_left samples in
-        self.tail: torch.Tensor | None = None
+        # Weight [in, out, kernel] as [kernel·out, in]: a window's samples, time-major.
+        padded = lambda: F.pad(conv.weight, (0, self.shifts * self.stride - kernel))  # noqa: E731
+        self.linear = _prepared(
+            conv, lambda: _Linear.of(padded().permute(2, 1, 0).reshape(-1, in_channels), None)
+        )
+        self.bias = conv.bias
+        self.tail: torch.Tensor | None = None  # [batch, shifts − 1, stride, out]: still summing
 
     def _emit(self, y: torch.Tensor) -> torch.Tensor:
         if self.to_drop:
-            dropped = min(self.to_drop, y.shape[-1])
-            y, self.to_drop = y[..., dropped:], self.to_drop - dropped
-        bias = self.conv.bias
-        return y if bias is None else y + bias[:, None]
-
-    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
-        """The full transposed convolution of `x`, without bias: [batch, out, (n−1)·s + k]."""
-        conv, stride = self.conv, self.stride
-        weight = conv.weight
-        in_channels, out_channels, kernel = weight.shape
-        if conv.groups != 1 or conv.dilation[0] != 1 or kernel % stride:
-            return F.conv_transpose1d(x, weight, None, stride, 0, 0, conv.groups, conv.dilation)
-        # One matrix product gives every frame's window; overlap-add them `stride` apart.
-        # On a few frames this is up to 15× faster than CPU `conv_transpose1d` (same sums).
-        batch, _, frames = x.shape
-        shifts = kernel // stride
-        windows = torch.matmul(x.transpose(1, 2), weight.reshape(in_channels, -1))
-        windows = windows.view(batch, frames, out_channels, shifts, stride)
-        out = windows.new_zeros(batch, frames + shifts - 1, out_channels, stride)
-        for shift in range(shifts):
-            out[:, shift : shift + frames] += windows[:, :, :, shift]
-        return out.permute(0, 2, 1, 3).reshape(batch, out_channels, -1)
+            dropped = min(self.to_drop, y.shape[1])
+            y, self.to_drop = y[:, dropped:], self.to_drop - dropped
+        return y if self.bias is None else y + self.bias
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] == 0:
-            return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
-        y = self._transposed(x)
+        batch, frames, _ = x.shape
+        if frames == 0:
+            return x.new_zeros(batch, 0, self.out_channels)
+        shifts, stride = self.shifts, self.stride
+        windows = self.linear(x.reshape(batch * frames, -1))
+        windows = windows.view(batch, frames, shifts, stride, self.out_channels)
+        # Output frame t sums part j of window t − j for every j (and the kept tail).
+        summed = windows.new_zeros(batch, frames + shifts - 1, stride, self.out_channels)
+        for shift in range(shifts):
+            summed[:, shift : shift + frames] += windows[:, :, shift]
         if self.tail is not None:
-            overlap = self.tail.shape[-1]
-            y = torch.cat([y[..., :overlap] + self.tail, y[..., overlap:]], dim=-1)
-        final = x.shape[-1] * self.stride
-        self.tail = y[..., final:]
-        return self._emit(y[..., :final])
+            summed[:, : shifts - 1] += self.tail
+        self.tail = summed[:, frames:]
+        return self._emit(summed[:, :frames].reshape(batch, frames * stride, -1))
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         # Offline keeps trim_left samples of the last window's tail and trims the rest.
         if self.tail is None:
-            return template.new_zeros(template.shape[0], self.conv.out_channels, 0)
-        return self._emit(self.tail[..., : self.trim_left])
+            return template.new_zeros(template.shape[0], 0, self.out_channels)
+        tail = self.tail.reshape(self.tail.shape[0], -1, self.out_channels)
+        return self._emit(tail[:, : self.trim_left])
 
     def count(self, n: int) -> int:
         return max(0, n * self.stride - self.trim_left)
@@ -281,59 +392,75 @@ class _ConvTranspose(_Node):
 class _LSTM(_Node):
     """`StreamableLSTM` with its hidden and cell state carried from push to push.
 
-    A push of a few frames (the usual streaming case) runs the LSTM equations step by step
-    with plain matrix products: `nn.LSTM` on CPU goes through oneDNN, whose fixed cost per
-    call is ~4× the work of a 2-frame push; longer pushes use `nn.LSTM` itself."""
+    A push of a few frames (the usual streaming case) runs the LSTM equations step by step:
+    the input projection of every step in one product, then one product per step with the
+    recurrent weight, the weights transposed once so that those products read them at the
+    memory's speed, and the gates reordered (i, f, o, g) so one sigmoid covers three.
+    `nn.LSTM` on CPU goes through oneDNN, whose fixed cost per call is ~4× the work of a
+    2-frame push; longer pushes use `nn.LSTM` itself."""
 
     STEP_BY_STEP_BELOW = 8
 
     def __init__(self, layer: StreamableLSTM) -> None:
         self.layer = layer
-        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.weights = _prepared(layer.lstm, lambda: _lstm_weights(layer.lstm))
+        self.hidden: list[torch.Tensor] = []  # per LSTM layer, [batch, hidden]
+        self.cell: list[torch.Tensor] = []
 
     def _steps(self, x: torch.Tensor) -> torch.Tensor:
-        """x [time, batch, dim] through every layer, one time step at a time."""
-        lstm = self.layer.lstm
-        steps, batch, dim = x.shape
-        if self.state is None:
-            zeros = x.new_zeros(lstm.num_layers, batch, lstm.hidden_size)
-            self.state = (zeros, zeros)
-        hidden, cell = list(self.state[0]), list(self.state[1])
-        for layer in range(lstm.num_layers):
-            w_ih, w_hh, b_ih, b_hh = lstm.all_weights[layer]
-            # Input projections of every step at once; then the recurrence.
-            gates_in = torch.addmm(b_ih + b_hh, x.reshape(-1, x.shape[-1]), w_ih.t())
-            gates_in = gates_in.view(steps, batch, -1)
+        """x [batch, time, dim] through every layer, one time step at a time."""
+        batch, steps, _ = x.shape
+        size = self.layer.lstm.hidden_size
+        for layer, (input_linear, recurrent_linear) in enumerate(self.weights):
+            gates_in = input_linear(x.reshape(batch * steps, -1)).view(batch, steps, -1)
+            h, c = self.hidden[layer], self.cell[layer]
             outputs = []
-            h, c = hidden[layer], cell[layer]
             for step in range(steps):
-                gates = torch.addmm(gates_in[step], h, w_hh.t())
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                gates = recurrent_linear(h).add_(gates_in[:, step])
+                ifo = gates[:, : 3 * size].sigmoid()
+                c = torch.addcmul(
+                    ifo[:, size : 2 * size] * c, ifo[:, :size], gates[:, 3 * size :].tanh()
+                )
+                h = ifo[:, 2 * size :] * c.tanh()
                 outputs.append(h)
-            hidden[layer], cell[layer] = h, c
-            x = torch.stack(outputs)
-        self.state = (torch.stack(hidden), torch.stack(cell))
+            self.hidden[layer], self.cell[layer] = h, c
+            x = torch.stack(outputs, dim=1)
         return x
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] == 0:
+        if x.shape[1] == 0:
             return x
-        time_first = x.permute(2, 0, 1)
-        if time_first.shape[0] < self.STEP_BY_STEP_BELOW:
-            y = self._steps(time_first)
+        if not self.hidden:
+            zeros = x.new_zeros(x.shape[0], self.layer.lstm.hidden_size)
+            self.hidden = [zeros] * self.layer.lstm.num_layers
+            self.cell = list(self.hidden)
+        if x.shape[1] < self.STEP_BY_STEP_BELOW:
+            y = self._steps(x)
         else:
-            y, self.state = self.layer.lstm(time_first, self.state)
-        if self.layer.skip:
-            y = y + time_first
-        return y.permute(1, 2, 0)
+            state = (torch.stack(self.hidden), torch.stack(self.cell))
+            y, (hidden, cell) = self.layer.lstm(x.transpose(0, 1), state)
+            y, self.hidden, self.cell = y.transpose(0, 1), list(hidden), list(cell)
+        return y + x if self.layer.skip else y
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         return template
 
     def count(self, n: int) -> int:
         return n
+
+
+def _lstm_weights(lstm: nn.LSTM) -> tuple[tuple[_Linear, _Linear], ...]:
+    """Per layer: the input projection (with both biases) and the recurrent one, gates
+    reordered from PyTorch's (i, f, g, o) to (i, f, o, g)."""
+    size = lstm.hidden_size
+    order = torch.cat([torch.arange(2 * size), torch.arange(3 * size, 4 * size)])
+    order = torch.cat([order, torch.arange(2 * size, 3 * size)])
+    layers = []
+    for w_ih, w_hh, b_ih, b_hh in lstm.all_weights:
+        layers.append(
+            (_Linear.of(w_ih[order], (b_ih + b_hh)[order]), _Linear.of(w_hh[order], None))
+        )
+    return tuple(layers)
 
 
 def stream_nodes(module: nn.Module) -> _Node:
@@ -345,7 +472,8 @@ def stream_nodes(module: nn.Module) -> _Node:
     if isinstance(module, SEANetResnetBlock):
         return _Residual(stream_nodes(module.shortcut), stream_nodes(module.block))
     if isinstance(module, StreamableConv1d):
-        return _Conv(module)
+        pointwise = module.effective_kernel == 1 and module.stride == 1
+        return _PointwiseConv(module) if pointwise else _Conv(module)
     if isinstance(module, StreamableConvTranspose1d):
         return _ConvTranspose(module)
     if isinstance(module, StreamableLSTM):
@@ -371,7 +499,7 @@ class _Stream:
         if x.dim() != 3:
             raise ValueError(f"{what} chunk must be 3-D, got shape {tuple(x.shape)}")
         if self.template is None:
-            self.template = x[..., :0]
+            self.template = x[..., :0]  # [batch, channels, 0]
         elif x.shape[:2] != self.template.shape[:2]:
             raise ValueError(
                 f"{what} chunk of shape {tuple(x.shape)} does not continue the stream's "
@@ -389,6 +517,18 @@ class _Stream:
         return self.template
 
 
+def _codebook_tables(codebook: nn.Module) -> tuple[torch.Tensor, _Linear]:
+    """(codebook [codes, dim], r ↦ ‖e‖² − 2·r·e for every code e). Unpacked: on the one or
+    two rows of a push, `addmm` took half the time of the packed product (0.5 MB)."""
+    embed = codebook.embed
+    return embed, _Linear.of(-2 * embed, embed.pow(2).sum(1), pack=False)
+
+
+def _stacked_codebooks(quantizer: nn.Module) -> torch.Tensor:
+    """Every level's codebook, one after the other: [n_q · codes, dim]."""
+    return torch.cat([layer._codebook.embed for layer in quantizer.vq.layers])
+
+
 class StreamingEncoder(_Stream):
     """Audio chunks [batch, channels, samples] of any length → codes [batch, n_q, frames].
 
@@ -401,14 +541,29 @@ class StreamingEncoder(_Stream):
         super().__init__(model)
         self.n_q = model.num_codebooks(bandwidth)
         self.nodes = stream_nodes(model.encoder)
+        self.codebooks = [
+            _prepared(layer._codebook, lambda c=layer._codebook: _codebook_tables(c))
+            for layer in model.quantizer.vq.layers[: self.n_q]
+        ]
         self.samples_received = 0
         self.frames_emitted = 0
 
     def _codes(self, latent: torch.Tensor) -> torch.Tensor:
-        self.frames_emitted += latent.shape[-1]
-        if latent.shape[-1] == 0:
-            return torch.zeros(latent.shape[0], self.n_q, 0, dtype=torch.long, device=latent.device)
-        return self.model.quantizer.encode(latent, self.n_q).transpose(0, 1)
+        """Residual quantisation of latent frames [batch, frames, dim], as
+        `ResidualVectorQuantizer.encode`: at each level the nearest code by ‖r − e‖², here
+        as argmin of ‖e‖² − 2·r·e, one product per level (‖r‖², the same for every code,
+        changes no choice; the float rounding of the sum differs only at exact ties)."""
+        batch, frames, dim = latent.shape
+        self.frames_emitted += frames
+        if frames == 0:
+            return torch.zeros(batch, self.n_q, 0, dtype=torch.long, device=latent.device)
+        residual = latent.reshape(batch * frames, dim).float()
+        codes = []
+        for embed, distances in self.codebooks:
+            level = distances(residual).argmin(1)
+            residual = residual - embed[level]
+            codes.append(level)
+        return torch.stack(codes, dim=1).view(batch, frames, self.n_q).transpose(1, 2)
 
     @torch.inference_mode()
     def push(self, chunk: torch.Tensor) -> torch.Tensor:
@@ -422,12 +577,12 @@ class StreamingEncoder(_Stream):
         if not bool(torch.isfinite(chunk).all()):
             raise ValueError("audio chunk contains NaN or infinite samples")
         self.samples_received += chunk.shape[-1]
-        return self._codes(self.nodes.push(chunk))
+        return self._codes(self.nodes.push(_time_major(chunk)))
 
     @torch.inference_mode()
     def flush(self) -> torch.Tensor:
         """End of the stream: the codes held back, the partial last frame included."""
-        return self._codes(self.nodes.flush(self._check_flush("audio")))
+        return self._codes(self.nodes.flush(_time_major(self._check_flush("audio"))))
 
 
 class StreamingDecoder(_Stream):
@@ -436,7 +591,21 @@ class StreamingDecoder(_Stream):
     def __init__(self, model: EncodecModel) -> None:
         super().__init__(model)
         self.nodes = stream_nodes(model.decoder)
+        quantizer = model.quantizer
+        self.codebooks = _prepared(quantizer, lambda: _stacked_codebooks(quantizer))
+        self.offsets = torch.arange(quantizer.n_q)[:, None] * quantizer.codebook_size
         self.latent_template: torch.Tensor | None = None
+
+    def _latent(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [batch, n_q, frames] → latent [batch, frames, dim]: the sum of each level's
+        codeword, as `ResidualVectorQuantizer.decode`, in one lookup in the stacked
+        codebooks."""
+        size = self.model.quantizer.codebook_size
+        low, high = torch.aminmax(codes)
+        if low < 0 or high >= size:
+            raise ValueError(f"codes must lie in [0, {size}), got values from {low} to {high}")
+        rows = codes + self.offsets[: codes.shape[1]].to(codes.device)
+        return F.embedding(rows.transpose(1, 2), self.codebooks).sum(2)
 
     @torch.inference_mode()
     def push(self, codes: torch.Tensor) -> torch.Tensor:
@@ -448,18 +617,18 @@ class StreamingDecoder(_Stream):
                 f"{self.model.quantizer.n_q}"
             )
         if codes.shape[-1] == 0:
-            latent = codes.new_zeros(codes.shape[0], self.model.quantizer.dimension, 0).float()
+            latent = codes.new_zeros(codes.shape[0], 0, self.model.quantizer.dimension).float()
         else:
-            latent = self.model.quantizer.decode(codes.transpose(0, 1))
+            latent = self._latent(codes)
         if self.latent_template is None:
-            self.latent_template = latent[..., :0]
-        return self.nodes.push(latent)
+            self.latent_template = latent[:, :0]
+        return _channels_first(self.nodes.push(latent))
 
     @torch.inference_mode()
     def flush(self) -> torch.Tensor:
         """End of the stream: the audio held back (none for the official models)."""
         self._check_flush("codes")
-        return self.nodes.flush(self.latent_template)
+        return _channels_first(self.nodes.flush(self.latent_template))
 
 
 @dataclass(frozen=True)
