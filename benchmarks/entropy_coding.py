@@ -2,11 +2,12 @@
 
 Part 1 (always): encode and decode times of the same codes with the paper's entropy model
 (24 kHz size: 5 layers, 200 channels, 32 heads of 1024 entries; random weights shared by
-both packages), our range coder (one teacher-forced float64 pass to encode, KV-cached steps
-to decode, constriction) against the official LM loop of `encodec/compress.py` (its
-`LMModel` step by step and its pure-Python arithmetic coder, run by
-`encodec_train.compression.official_coder` exactly as there), median of `--runs` runs,
-interleaved in this process so a busy machine slows both alike: compare the ratios.
+both packages), our range coder (`StepModel` steps in float64 for all segments of
+`--segment` seconds side by side, constriction) against the official LM loop of
+`encodec/compress.py` (its `LMModel` step by step over the whole sequence and its pure-Python
+arithmetic coder, run by `encodec_train.compression.official_coder` exactly as there), median
+of `--runs` runs, interleaved in this process so a busy machine slows both alike: compare the
+ratios. Wall-clock and process CPU times (the machine may be shared: the load is printed).
 
 Part 2 (with --codec and --lm): the bitrate of real files, each compressed with and without
 the entropy model at each bandwidth, as `python -m encodec_train.compress` writes them:
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -33,52 +35,69 @@ from encodec_train.compression.cli import read_audio
 from encodec_train.compression.container import read_header
 from encodec_train.compression.ecdc import compress
 from encodec_train.compression.models import load_codec, load_entropy_model
+from encodec_train.compression.step_model import StepModel
 from encodec_train.model.lm import EntropyModel
 
+FRAME_RATE = 75
 
-def speed(seconds: float, bandwidth: float, runs: int) -> None:
+
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def speed(seconds: float, bandwidth: float, runs: int, segment_seconds: float) -> None:
     torch.manual_seed(0)
     lm = EntropyModel().eval()
-    ours, official = range_coding.coding_model(lm), official_coder.official_model(lm)
-    levels, steps = int(bandwidth * 1000 / 750), int(seconds * 75)
+    ours, official = StepModel(lm), official_coder.official_model(lm)
+    levels, steps = int(bandwidth * 1000 / 750), int(seconds * FRAME_RATE)
     # Codes the model finds likely, as a trained model's would be: drawn from its predictions.
     codes = torch.zeros(levels, steps, dtype=torch.long)
     inputs, state, gen = torch.zeros(1, levels, 1, dtype=torch.long), None, torch.Generator()
     with torch.no_grad():
         for t in range(steps):
-            logits, state = ours(inputs, state)
+            logits, state = lm(inputs, state)
             codes[:, t] = torch.multinomial(logits[0, :, 0].softmax(-1), 1, generator=gen)[:, 0]
             inputs = 1 + codes[None, :, t : t + 1]
-    times: dict[str, list[float]] = {k: [] for k in ("ours_enc", "ours_dec", "ref_enc", "ref_dec")}
+    segment = round(segment_seconds * FRAME_RATE) if segment_seconds else steps
+    lengths = range_coding.segment_lengths([steps], segment)
+    keys = [f"{who}_{part}" for who in ("ours", "ref") for part in ("enc", "dec")]
+    times: dict[str, list[float]] = {f"{key}_{c}": [] for key in keys for c in ("wall", "cpu")}
     for run in range(runs):
         order = ("ours", "ref") if run % 2 == 0 else ("ref", "ours")
         for who in order:
-            start = time.perf_counter()
+            start = _clocks()
             if who == "ours":
-                words = range_coding.encode_chunk(ours, codes)
-                middle = time.perf_counter()
-                [decoded] = range_coding.decode_chunks(ours, [(words, steps)], levels)
-                assert torch.equal(decoded, codes)
-                ours_bits = 32 * len(words)
+                words = range_coding.encode_segments(ours, codes.split(lengths, dim=-1))
+                middle = _clocks()
+                decoded = range_coding.decode_segments(ours, words, lengths, levels)
+                assert torch.equal(torch.cat(decoded, dim=-1), codes)
+                ours_bits = 32 * sum(len(w) for w in words)
             else:
                 data = official_coder.encode_chunk(official, codes)
-                middle = time.perf_counter()
+                middle = _clocks()
                 decoded = official_coder.decode_chunk(official, io.BytesIO(data), levels, steps)
                 assert torch.equal(decoded, codes)
                 ref_bits = 8 * len(data)
-            end = time.perf_counter()
-            times[f"{who}_enc"].append(middle - start)
-            times[f"{who}_dec"].append(end - middle)
+            end = _clocks()
+            for index, clock in enumerate(("wall", "cpu")):
+                times[f"{who}_enc_{clock}"].append(middle[index] - start[index])
+                times[f"{who}_dec_{clock}"].append(end[index] - middle[index])
     med = {key: statistics.median(values) for key, values in times.items()}
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
         f"{seconds:g} s of codes at {bandwidth:g} kbps ({levels} codebooks x {steps} steps), "
-        f"torch threads {torch.get_num_threads()}, median of {runs} runs"
+        f"ours in {len(lengths)} segments of {segment} steps, torch threads "
+        f"{torch.get_num_threads()}, median of {runs} runs, load average after: {load}"
     )
-    print("| | ours (s) | official (s) | official / ours |")
-    print("|---|---|---|---|")
+    print("| | ours (s) | official (s) | official / ours | CPU: ours, official (s) | CPU ratio |")
+    print("|---|---|---|---|---|---|")
     for name, key in (("encode", "enc"), ("decode", "dec")):
-        ratio = med[f"ref_{key}"] / med[f"ours_{key}"]
-        print(f"| {name} | {med[f'ours_{key}']:.3f} | {med[f'ref_{key}']:.3f} | {ratio:.1f}x |")
+        wall = [med[f"{who}_{key}_wall"] for who in ("ours", "ref")]
+        cpu = [med[f"{who}_{key}_cpu"] for who in ("ours", "ref")]
+        print(
+            f"| {name} | {wall[0]:.3f} | {wall[1]:.3f} | {wall[1] / wall[0]:.1f}x | "
+            f"{cpu[0]:.3f}, {cpu[1]:.3f} | {cpu[1] / cpu[0]:.1f}x |"
+        )
     print(f"| bits per code | {ours_bits / codes.numel():.3f} | {ref_bits / codes.numel():.3f} | |")
 
 
@@ -120,7 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--bandwidth", type=float, default=6.0)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--segment", type=float, default=1.0, help="our segments in seconds (0: no reset)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--codec", type=Path, default=None)
     parser.add_argument("--lm", type=Path, default=None)
@@ -131,7 +153,7 @@ def main() -> None:
     if args.codec is not None and args.lm is not None:
         bitrates(args.codec, args.lm, args.files, args.bandwidths)
     else:
-        speed(args.seconds, args.bandwidth, args.runs)
+        speed(args.seconds, args.bandwidth, args.runs, args.segment)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s chunks, each
 with its scale). Without an entropy model the codes are bit-packed as the official package
 writes them (version 0: the official reader decodes our files and we decode its). With one,
-they are range-coded with it (`range_coding`, version 1), or on request arithmetic-coded by
-the official package's coder (`official_coder`, version 0, which the official reader
-decodes). Our header adds, to the official keys, `fp` (the codec weights' fingerprint:
-decoding with other weights is refused), `crc` (CRC-32 of the codes, so a corrupted file or a
-wrong entropy model gives an error, never wrong audio) and what the caller passes (e.g. the
-checkpoints used).
+they are range-coded with it (`range_coding`, version 1) in independent segments of `seg`
+frames (a header key; 1 s by default), or on request arithmetic-coded by the official
+package's coder (`official_coder`, version 0, which the official reader decodes). Our header
+adds, to the official keys, `fp` (the codec weights' fingerprint: decoding with other weights
+is refused), `crc` (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an
+error, never wrong audio) and what the caller passes (e.g. the checkpoints used).
 """
 
 from __future__ import annotations
@@ -37,11 +37,15 @@ from encodec_train.compression.container import (
     write_header,
 )
 from encodec_train.compression.models import fingerprint
+from encodec_train.compression.step_model import StepModel
 from encodec_train.model import EncodecModel, EncodedFrame
 from encodec_train.model.bandwidth import bits_per_code
 from encodec_train.model.lm import EntropyModel
 
 WORD_COUNT = struct.Struct("!I")
+SEGMENT_SECONDS = 1.0
+"""Default length of the entropy model's independent segments (`range_coding`): what our
+entropy models train on, and the official 48 kHz model's chunks."""
 
 
 @dataclass
@@ -63,6 +67,20 @@ def chunk_frames(model: EncodecModel, length: int) -> list[int]:
         math.ceil(min(length - offset, segment) / model.hop_length)
         for offset in range(0, length, stride)
     ]
+
+
+def segment_frames(model: EncodecModel, seconds: float | None) -> int | None:
+    """Frames of the entropy model's segments of `seconds` (None or 0: one per chunk)."""
+    if not seconds:
+        return None
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError(f"segment of {seconds} s: give a positive number of seconds")
+    return max(1, round(seconds * model.frame_rate))
+
+
+def _segments(frames: int, segment: int | None) -> list[int]:
+    """Frames of the segments of a chunk of `frames` frames (`segment` None: one)."""
+    return range_coding.segment_lengths([frames], segment or frames)
 
 
 def codes_checksum(codes: Sequence[torch.Tensor]) -> int:
@@ -92,10 +110,12 @@ def write_ecdc(
     model: EncodecModel,
     lm: EntropyModel | None = None,
     coder: str = "range",
+    segment_seconds: float | None = SEGMENT_SECONDS,
 ) -> bytes:
     """The file bytes of `content` (batch-1 frames from `model.encode`), entropy-coded with
-    `lm` by `coder` (one of `CODERS`) when given, else bit-packed. `content.metadata` holds
-    extra header keys."""
+    `lm` by `coder` (one of `CODERS`) when given, else bit-packed; our range coder restarts
+    the entropy model every `segment_seconds` (None: once per chunk). `content.metadata`
+    holds extra header keys."""
     if coder not in CODERS:
         raise ValueError(f"coder={coder!r}: choose one of {CODERS}")
     codes = [frame.codes[0].cpu() for frame in content.frames]
@@ -118,30 +138,31 @@ def write_ecdc(
     version = OFFICIAL_VERSION
     if lm is None:
         bits = bits_per_code(model.quantizer.codebook_size)
-
-        def payload(chunk: torch.Tensor) -> bytes:
-            return pack_codes(chunk.numpy(), bits)
-
+        payloads = [pack_codes(chunk.numpy(), bits) for chunk in codes]
     elif coder == "official":
         check_entropy_model(lm, model, levels)
         official = official_coder.official_model(lm)
-
-        def payload(chunk: torch.Tensor) -> bytes:
-            return official_coder.encode_chunk(official, chunk)
-
+        payloads = [official_coder.encode_chunk(official, chunk) for chunk in codes]
     else:
         check_entropy_model(lm, model, levels)
-        version, coding = RANGE_CODED_VERSION, range_coding.coding_model(lm)
-
-        def payload(chunk: torch.Tensor) -> bytes:
-            words = range_coding.encode_chunk(coding, chunk)
-            return WORD_COUNT.pack(len(words)) + words.astype(">u4").tobytes()
-
+        version, segment = RANGE_CODED_VERSION, segment_frames(model, segment_seconds)
+        if segment is not None:
+            metadata["seg"] = segment
+        lengths = [_segments(chunk.shape[-1], segment) for chunk in codes]
+        parts = [part for c, ls in zip(codes, lengths, strict=True) for part in c.split(ls, -1)]
+        words = iter(range_coding.encode_segments(StepModel(lm), parts))
+        payloads = [
+            b"".join(
+                WORD_COUNT.pack(len(w)) + w.astype(">u4").tobytes()
+                for w in (next(words) for _ in chunk_lengths)
+            )
+            for chunk_lengths in lengths
+        ]
     parts = [write_header(metadata, version)]
-    for frame, chunk in zip(content.frames, codes, strict=True):
+    for frame, payload in zip(content.frames, payloads, strict=True):
         if model.normalize:
             parts.append(SCALE.pack(float(frame.scale.reshape(-1)[0])))
-        parts.append(payload(chunk))
+        parts.append(payload)
     return b"".join(parts)
 
 
@@ -183,17 +204,21 @@ def read_ecdc(
         raise EcdcError(f"{source}: {levels} codebooks, the codec has {model.quantizer.n_q}")
     if version == RANGE_CODED_VERSION and not metadata["lm"]:
         raise EcdcError(f"{source}: corrupted header (version 1 without an entropy model)")
-    if metadata["lm"]:
+    segment = metadata.get("seg")
+    if not metadata["lm"]:
+        lm = None  # bit-packed: an entropy model given is not needed
+    else:
         if lm is None:
             raise EcdcError(f"{source} was coded with an entropy model: pass it (--lm)")
         check_entropy_model(lm, model, levels)
         if version == OFFICIAL_VERSION:
             frames = _read_official_coded(data, offset, model, lm, metadata, source)
             return _checked(EcdcContent(frames, length, metadata), source, lm)
-        lm = range_coding.coding_model(lm)
+        if segment is not None and (type(segment) is not int or segment < 1):
+            raise EcdcError(f"{source}: corrupted header (segment of {segment!r} frames)")
     reader = _Reader(data, offset, source)
     bits = bits_per_code(model.quantizer.codebook_size)
-    scales, chunks = [], []  # chunks: codes (packed) or (coded words, frames) (entropy model)
+    scales, chunks = [], []  # codes per chunk (packed), or per segment (coded words, frames)
     for index, count in enumerate(chunk_frames(model, length)):
         scale = None
         if model.normalize:
@@ -206,19 +231,26 @@ def read_ecdc(
             raw = reader.take(packed_size(levels * count, bits), f"chunk {index}'s codes")
             chunks.append(torch.from_numpy(unpack_codes(raw, levels, count, bits)))
         else:
-            (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"chunk {index}'s size"))
-            raw = reader.take(4 * words, f"chunk {index}'s {words} coded words")
-            chunks.append((np.frombuffer(raw, ">u4"), count))
+            for part, frames in enumerate(_segments(count, segment)):
+                where = f"chunk {index}, segment {part}"
+                (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"{where}'s size"))
+                raw = reader.take(4 * words, f"{where}'s {words} coded words")
+                chunks.append((np.frombuffer(raw, ">u4"), frames))
     if reader.offset != len(data):
         raise EcdcError(
             f"{source}: {len(data) - reader.offset} bytes after the last chunk (corrupted, or "
             "not written for this codec)"
         )
     if lm is not None:
+        words, lengths = zip(*chunks, strict=True)
         try:
-            chunks = range_coding.decode_chunks(lm, chunks, levels)
+            parts = iter(range_coding.decode_segments(StepModel(lm), words, lengths, levels))
         except AssertionError:  # constriction's word for data its model cannot decode
             raise EcdcError(_undecodable(source, lm)) from None
+        chunks = [
+            torch.cat([next(parts) for _ in _segments(count, segment)], dim=-1)
+            for count in chunk_frames(model, length)
+        ]
     frames = [EncodedFrame(codes[None], scale) for codes, scale in zip(chunks, scales, strict=True)]
     return _checked(EcdcContent(frames, length, metadata), source, lm)
 
@@ -276,14 +308,15 @@ def compress(
     lm: EntropyModel | None = None,
     metadata: dict[str, Any] | None = None,
     coder: str = "range",
+    segment_seconds: float | None = SEGMENT_SECONDS,
 ) -> bytes:
     """Audio [channels, time] at the model's rate → `.ecdc` bytes at `bandwidth` kbps (see
-    `write_ecdc` for `lm` and `coder`)."""
+    `write_ecdc` for `lm`, `coder` and `segment_seconds`)."""
     if audio.dim() != 2:
         raise ValueError(f"audio must be [channels, time], got shape {tuple(audio.shape)}")
     frames = model.encode(audio[None], bandwidth)
     content = EcdcContent(frames, audio.shape[-1], dict(metadata or {}))
-    return write_ecdc(content, model, lm, coder)
+    return write_ecdc(content, model, lm, coder, segment_seconds)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+from numba import njit
 
 STEPS_PER_BIT = 64
 """The logit grid: 1/64 bit."""
@@ -49,6 +50,26 @@ _TABLE = _exact_table()
 _SCALE = STEPS_PER_BIT / math.log(2)
 
 
+@njit(cache=True)
+def _grid_weights(logits, table, out):  # pragma: no cover - compiled
+    """The formula of `integer_weights` over the rows of logits [rows, card] into out."""
+    rows, card = logits.shape
+    grid = np.empty(card, dtype=np.int64)
+    for r in range(rows):
+        top = np.int64(-(2**62))
+        for i in range(card):
+            grid[i] = np.int64(np.rint(logits[r, i] * _SCALE))
+            top = max(top, grid[i])
+        for i in range(card):
+            shift, remainder = divmod(top - grid[i], STEPS_PER_BIT)  # ≥ 0, in 1/64 bit
+            # 2**(31 - shift - remainder/64) = (table entry for 64 - remainder) >> (shift + 1),
+            # or the entry for 0 when remainder is 0.
+            if remainder > 0:
+                out[r, i] = table[STEPS_PER_BIT - remainder] >> min(shift + 1, 63)
+            else:
+                out[r, i] = table[0] >> min(shift, 63)
+
+
 def integer_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     """int64 weights [..., card] proportional to softmax(`logits`) (float64 [..., card]) on the
     1/64-bit grid; the largest is 2**31."""
@@ -58,14 +79,10 @@ def integer_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
         raise TypeError(f"logits must be float64 for reproducible weights, got {logits.dtype}")
     if not np.isfinite(logits).all():
         raise ValueError("the entropy model gave non-finite logits")
-    grid = np.rint(logits * _SCALE).astype(np.int64)
-    below_max = grid.max(axis=-1, keepdims=True) - grid  # ≥ 0, in 1/64 bit
-    shift, remainder = np.divmod(below_max, STEPS_PER_BIT)
-    # 2**(31 - shift - remainder/64) = (table entry for 64 - remainder) >> (shift + 1), or the
-    # entry for 0 when remainder is 0.
-    index = (-remainder) % STEPS_PER_BIT
-    shift = shift + (remainder > 0)
-    return _TABLE[index] >> np.minimum(shift, 63)
+    rows = np.ascontiguousarray(logits).reshape(-1, logits.shape[-1])
+    out = np.empty(rows.shape, dtype=np.int64)
+    _grid_weights(rows, _TABLE, out)
+    return out.reshape(logits.shape)
 
 
 def probabilities(logits: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -1,33 +1,43 @@
-"""Range coding of one chunk's codes with the entropy model (constriction's range coder).
+"""Range coding of codes with the entropy model (constriction's range coder), in independent
+segments.
 
-The encoder knows every code, so it computes all steps' distributions in one teacher-forced
-pass (in blocks, so memory stays bounded on long files); the decoder must run the model one
-step at a time, feeding back what it decoded. Both use the model in float64 on the CPU and
-`probabilities` (integer weights), so they build the same distributions
-(`encodec_train.compression.probabilities` says why and how sure that is). Codes are coded
-time-major: the K codes of step 0, then of step 1, ...; a chunk starts a fresh model state
-and a fresh coder, as in the official format.
+A file's codes are cut into segments of at most `segment` frames (each chunk on its own: the
+48 kHz model's 1 s chunks are segments already); each segment starts a fresh model state and
+a fresh coder, so the decoder runs the model for all segments side by side, one step for
+all of them: a file of S segments takes `segment` sequential steps of a batch of S streams
+instead of S × `segment` steps of one. Encoder and decoder run the same `StepModel` step
+on the same batches (`_lockstep`), so they compute their logits with the same operations
+on the same shapes; `probabilities` turns them into integer weights that the float64
+arithmetic makes identical across machines (`encodec_train.compression.probabilities` says
+how sure that is). Codes are coded time-major within a segment: the K codes of step 0, then
+of step 1, ...
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import constriction
 import numpy as np
 import torch
 
 from encodec_train.compression.probabilities import probabilities
-from encodec_train.model.lm import EntropyModel, LMState, previous_step_inputs
+from encodec_train.compression.step_model import StepModel
 
-BLOCK_STEPS = 256
-"""Steps per teacher-forced pass while encoding (its logits and attention take memory)."""
+MAX_BATCH = 64
+"""Segments run side by side at most (their attention keys and values take memory: 1.2 MB
+each for 1 s segments of the paper's 24 kHz model); more run in groups of this many."""
 
 
-def coding_model(lm: EntropyModel) -> EntropyModel:
-    """A float64 CPU copy of `lm` in eval mode: the model that codes."""
-    return copy.deepcopy(lm).to(device="cpu", dtype=torch.float64).eval()
+def segment_lengths(chunk_frames: Sequence[int], segment: int) -> list[int]:
+    """Frames of each segment of chunks of `chunk_frames` frames cut every `segment` frames."""
+    if segment < 1:
+        raise ValueError(f"segment={segment} frames: must be ≥ 1")
+    return [
+        min(segment, frames - start)
+        for frames in chunk_frames
+        for start in range(0, frames, segment)
+    ]
 
 
 def _family():
@@ -35,49 +45,55 @@ def _family():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-@torch.no_grad()
-def block_logits(lm: EntropyModel, codes: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first step, float64 logits [K, steps, card]) of each block of `BLOCK_STEPS` steps of
-    `codes` [K, T]: teacher forcing, each block carrying the model state of the one before,
-    so memory stays bounded on long files."""
-    inputs = previous_step_inputs(codes[None].long())
-    state: LMState | None = None
-    for start in range(0, codes.shape[-1], BLOCK_STEPS):
-        logits, state = lm(inputs[..., start : start + BLOCK_STEPS], state)
-        yield start, logits[0]
+StepCoder = Callable[[int, int, np.ndarray], np.ndarray]
+"""(segment index, step, integer weights [K, card]) → that segment's K codes at the step."""
 
 
-def encode_chunk(lm: EntropyModel, codes: torch.Tensor) -> np.ndarray:
-    """The range-coded words (uint32) of `codes` [K, T] under `lm` (from `coding_model`)."""
-    encoder = constriction.stream.queue.RangeEncoder()
-    for start, logits in block_logits(lm, codes):
-        weights = probabilities(logits)  # [K, steps, card]
-        steps, card = weights.shape[1:]
-        symbols = codes[:, start : start + steps].T.reshape(-1).numpy().astype(np.int32)
-        time_major = np.ascontiguousarray(weights.transpose(1, 0, 2)).reshape(-1, card)
-        encoder.encode(symbols, _family(), time_major)
-    return encoder.get_compressed()
+def _lockstep(model: StepModel, lengths: Sequence[int], levels: int, code: StepCoder) -> None:
+    """Runs `model` over segments of `lengths` frames side by side, in groups of at most
+    `MAX_BATCH`, handing each step's weights of each unfinished segment to `code`, which
+    codes them and returns the segment's codes at that step (the next step's inputs).
+    Finished segments of a group keep their row with zero inputs, so encoder and decoder
+    use the same shapes."""
+    for first in range(0, len(lengths), MAX_BATCH):
+        group = range(first, min(first + MAX_BATCH, len(lengths)))
+        steps = max(lengths[index] for index in group)
+        state = model.initial_state(len(group), steps)
+        inputs = np.zeros((len(group), levels), dtype=np.int64)
+        for t in range(steps):
+            weights = probabilities(model.step(inputs, state))  # [batch, K, card]
+            for row, index in enumerate(group):
+                inputs[row] = 1 + code(index, t, weights[row]) if t < lengths[index] else 0
 
 
-@torch.no_grad()
-def decode_chunks(
-    lm: EntropyModel, chunks: Sequence[tuple[np.ndarray, int]], levels: int
-) -> list[torch.Tensor]:
-    """Codes [levels, frames] of each chunk from its words of `encode_chunk` and its number of
-    frames, one step at a time; the chunks of a file are decoded side by side (a batch), so
-    each step reads the model's weights once for all of them."""
-    decoders = [constriction.stream.queue.RangeDecoder(np.asarray(w, np.uint32)) for w, _ in chunks]
-    frames = [count for _, count in chunks]
+def encode_segments(model: StepModel, segments: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The range-coded words (uint32) of each segment of codes ([K, frames] each, the same K)."""
+    levels = segments[0].shape[0]
+    encoders = [constriction.stream.queue.RangeEncoder() for _ in segments]
+    codes = [segment.numpy().astype(np.int32) for segment in segments]
     family = _family()
-    codes = torch.zeros(len(chunks), levels, max(frames), dtype=torch.long)
-    inputs = torch.zeros(len(chunks), levels, 1, dtype=torch.long)
-    state: LMState | None = None
-    for t in range(max(frames)):
-        logits, state = lm(inputs, state)
-        weights = probabilities(logits[:, :, 0])  # [chunks, levels, card]
-        for index, decoder in enumerate(decoders):
-            if t < frames[index]:  # a shorter (last) chunk has ended: its steps are ignored
-                step = decoder.decode(family, weights[index])
-                codes[index, :, t] = torch.from_numpy(step.astype(np.int64))
-        inputs = 1 + codes[:, :, t : t + 1]
-    return [chunk[:, :count] for chunk, count in zip(codes, frames, strict=True)]
+
+    def code(index: int, t: int, weights: np.ndarray) -> np.ndarray:
+        symbols = np.ascontiguousarray(codes[index][:, t])
+        encoders[index].encode(symbols, family, weights)
+        return symbols
+
+    _lockstep(model, [segment.shape[-1] for segment in segments], levels, code)
+    return [encoder.get_compressed() for encoder in encoders]
+
+
+def decode_segments(
+    model: StepModel, words: Sequence[np.ndarray], lengths: Sequence[int], levels: int
+) -> list[torch.Tensor]:
+    """Codes [levels, frames] of each segment from its words of `encode_segments` and its
+    number of frames."""
+    decoders = [constriction.stream.queue.RangeDecoder(np.asarray(w, np.uint32)) for w in words]
+    codes = [np.zeros((levels, frames), dtype=np.int64) for frames in lengths]
+    family = _family()
+
+    def code(index: int, t: int, weights: np.ndarray) -> np.ndarray:
+        codes[index][:, t] = decoders[index].decode(family, weights)
+        return codes[index][:, t]
+
+    _lockstep(model, lengths, levels, code)
+    return [torch.from_numpy(segment) for segment in codes]

@@ -7,7 +7,13 @@ import pytest
 import torch
 from compression_helpers import chirp
 
-from encodec_train.compression.container import EcdcError, pack_codes, unpack_codes
+from encodec_train.compression.container import (
+    EcdcError,
+    pack_codes,
+    read_header,
+    unpack_codes,
+    write_header,
+)
 from encodec_train.compression.ecdc import EcdcContent, compress, read_ecdc, write_ecdc
 
 
@@ -39,6 +45,30 @@ def test_round_trip_gives_the_encoded_codes(tiny_codec, tiny_lm, use_lm, length,
     bits = tiny_codec.num_codebooks(bandwidth) * expected[0].codes.shape[-1] * 5
     if not use_lm:  # the header, then exactly the packed codes
         assert len(data) - data.index(b"}") - 1 == (bits + 7) // 8
+
+
+@pytest.mark.parametrize(("seconds", "frames"), [(0.1, 8), (0.25, 19), (None, None)])
+def test_entropy_model_segments_round_trip(tiny_codec, tiny_lm, seconds, frames):
+    """The entropy model restarts every `seg` frames (in the header; 38 frames make segments
+    of 8 × 4 + 6, 19 × 2, or one without the key) and the codes come back exactly."""
+    audio = chirp(tiny_codec, 12_000)
+    data = compress(tiny_codec, audio, 6.0, tiny_lm, segment_seconds=seconds)
+    assert read_header(data, "x")[1].get("seg") == frames
+    expected = tiny_codec.encode(audio[None], 6.0)[0].codes
+    assert torch.equal(read_ecdc(data, tiny_codec, tiny_lm).frames[0].codes, expected)
+
+
+def test_a_corrupted_segment_length_is_refused(tiny_codec, tiny_lm):
+    data = compress(tiny_codec, chirp(tiny_codec, 12_000), 6.0, tiny_lm, segment_seconds=0.1)
+    version, metadata, offset = read_header(data, "x")
+    for bad, message in (
+        (0, "segment of 0 frames"),
+        ("8", "segment of '8' frames"),
+        (9, "truncated|checksum|bytes after"),
+    ):
+        rewritten = write_header({**metadata, "seg": bad}, version) + data[offset:]
+        with pytest.raises(EcdcError, match=message):
+            read_ecdc(rewritten, tiny_codec, tiny_lm, source="x.ecdc")
 
 
 @pytest.mark.parametrize("use_lm", [False, True])

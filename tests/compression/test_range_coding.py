@@ -1,7 +1,9 @@
-"""Range coding with the entropy model: the size reaches the entropy, and the integer
-distributions (hence the bytes) do not depend on how or where the model was run."""
+"""Range coding with the entropy model: the size reaches the entropy, the coding model
+computes the float64 PyTorch model's distributions, and the integer distributions (hence the
+bytes) do not depend on how or where the model was run."""
 
 import math
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -13,7 +15,8 @@ import torch
 from encodec_train.compression import range_coding
 from encodec_train.compression.models import save_entropy_model
 from encodec_train.compression.probabilities import _TABLE, STEPS_PER_BIT, integer_weights
-from encodec_train.model.lm import EntropyModel
+from encodec_train.compression.step_model import StepModel
+from encodec_train.model.lm import EntropyModel, previous_step_inputs
 
 
 def test_weight_table_is_exact():
@@ -56,88 +59,91 @@ def test_size_is_within_one_percent_of_the_entropy():
     codes = torch.multinomial(probs, 1500, replacement=True, generator=gen)  # [K, T]
     information = float(-probs.log2().gather(1, codes).sum())
     entropy = float(-(probs * probs.log2()).sum()) * codes.shape[1]
-    words = range_coding.encode_chunk(range_coding.coding_model(constant_model(logits)), codes)
-    size = 32 * len(words)
+    words = range_coding.encode_segments(StepModel(constant_model(logits)), [codes])
+    size = 32 * len(words[0])
     assert abs(size / information - 1) < 0.01
     assert abs(size / entropy - 1) < 0.01
     assert size < 0.8 * codes.numel() * 10  # far below 10 bits a code: the test can fail
 
 
-def random_lm_and_codes(seed=0):
+def random_lm_and_codes(seed=0, steps=40):
     torch.manual_seed(seed)
     lm = EntropyModel(4, 64, dim=32, num_heads=4, num_layers=2, feed_forward=64, past_context=9)
     with torch.no_grad():
         for head in lm.linears:
             head.weight.mul_(10)
-    codes = torch.randint(64, (4, 40), generator=torch.Generator().manual_seed(seed + 1))
+    codes = torch.randint(64, (4, steps), generator=torch.Generator().manual_seed(seed + 1))
     return lm.eval(), codes
 
 
-def test_one_pass_and_step_by_step_give_the_same_weights():
-    """The encoder's teacher-forced float64 logits differ from the decoder's step-by-step
-    ones in the last bits; the integer weights do not."""
-    lm, codes = random_lm_and_codes()
-    model = range_coding.coding_model(lm)
-    whole = torch.cat([logits for _, logits in range_coding.block_logits(model, codes)], dim=1)
-    inputs, state, steps = torch.zeros(1, 4, 1, dtype=torch.long), None, []
-    with torch.no_grad():
-        for t in range(codes.shape[1]):
-            logits, state = model(inputs, state)
-            steps.append(logits[0, :, 0])
-            inputs = 1 + codes[None, :, t : t + 1]
-    stepwise = torch.stack(steps, dim=1)
-    torch.testing.assert_close(whole, stepwise, rtol=0, atol=1e-9)
-    assert np.array_equal(integer_weights(whole), integer_weights(stepwise))
-    words = range_coding.encode_chunk(model, codes)
-    [decoded] = range_coding.decode_chunks(model, [(words, codes.shape[1])], 4)
-    assert torch.equal(decoded, codes)
+@pytest.mark.parametrize("levels", [4, 3])
+def test_step_model_computes_the_float64_model(levels):
+    """The coding model, stepped for 5 streams side by side (past the 9-step context),
+    gives the float64 PyTorch model's teacher-forced logits to ~1e-14, hence the same
+    integer weights; with fewer codebooks, the first ones."""
+    lm, _ = random_lm_and_codes()
+    codes = torch.randint(64, (5, levels, 30), generator=torch.Generator().manual_seed(7))
+    expected = lm.double().logits(codes).detach().numpy()  # [5, K, 30, card]
+    model = StepModel(lm)
+    state, inputs, steps = model.initial_state(5, 30), previous_step_inputs(codes).numpy(), []
+    for t in range(30):
+        steps.append(model.step(inputs[:, :, t], state))
+    stepped = np.stack(steps, axis=2)
+    np.testing.assert_allclose(stepped, expected, rtol=0, atol=1e-12)
+    assert np.array_equal(integer_weights(stepped), integer_weights(expected))
+    short = model.initial_state(5, 3)  # fewer steps than the context: a ring of 3 + 1
+    for t in range(3):
+        model.step(inputs[:, :, t], short)
+    with pytest.raises(ValueError, match="room for 3 steps"):
+        model.step(inputs[:, :, 3], short)
 
 
-def test_bytes_do_not_depend_on_threads_or_blocks(monkeypatch):
-    lm, codes = random_lm_and_codes()
-    model = range_coding.coding_model(lm)
-    reference = range_coding.encode_chunk(model, codes)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert np.array_equal(range_coding.encode_chunk(model, codes), reference)
-    finally:
-        torch.set_num_threads(threads)
-    monkeypatch.setattr(range_coding, "BLOCK_STEPS", 7)  # 6 blocks instead of one
-    assert np.array_equal(range_coding.encode_chunk(model, codes), reference)
+def test_segments_round_trip_in_any_grouping(monkeypatch):
+    """Segments of uneven lengths decode to their codes; coding them 1, 2 or 6 side by side
+    (other shapes, other code paths of the matrix kernel) gives the same bytes."""
+    lm, codes = random_lm_and_codes(steps=70)
+    model = StepModel(lm)
+    lengths = range_coding.segment_lengths([33, 37], 15)
+    assert lengths == [15, 15, 3, 15, 15, 7]
+    segments = codes.split(lengths, dim=-1)
+    reference = range_coding.encode_segments(model, segments)
+    for batch in (1, 2):
+        monkeypatch.setattr(range_coding, "MAX_BATCH", batch)
+        words = range_coding.encode_segments(model, segments)
+        assert all(np.array_equal(a, b) for a, b in zip(words, reference, strict=True))
+        decoded = range_coding.decode_segments(model, words, lengths, 4)
+        assert torch.equal(torch.cat(decoded, dim=-1), codes)
 
 
 SUBPROCESS = """
 import sys, numpy as np, torch
-torch.set_num_threads(int(sys.argv[3]))
 from encodec_train.compression import range_coding
 from encodec_train.compression.models import load_entropy_model
-model = range_coding.coding_model(load_entropy_model(sys.argv[1]))
+from encodec_train.compression.step_model import StepModel
+model = StepModel(load_entropy_model(sys.argv[1]))
 codes = torch.load(sys.argv[2])
-sys.stdout.write(range_coding.encode_chunk(model, codes).tobytes().hex())
+words = range_coding.encode_segments(model, codes.split([25, 25, 10], dim=-1))
+sys.stdout.write(np.concatenate(words).tobytes().hex())
 """
 
 
 @pytest.mark.slow
 def test_separate_processes_write_the_same_bytes(tmp_path):
-    lm, codes = random_lm_and_codes(seed=3)
+    """A fresh process writes this one's bytes, and so does one running the compiled kernels
+    as plain Python (NUMBA_DISABLE_JIT: sums in sequence, no vector units, another
+    summation order, as on another machine)."""
+    lm, codes = random_lm_and_codes(seed=3, steps=60)
     save_entropy_model(lm, tmp_path / "lm.pt")
     torch.save(codes, tmp_path / "codes.pt")
     outputs = {
         subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                SUBPROCESS,
-                str(tmp_path / "lm.pt"),
-                str(tmp_path / "codes.pt"),
-                str(threads),
-            ],
+            [sys.executable, "-c", SUBPROCESS, str(tmp_path / "lm.pt"), str(tmp_path / "codes.pt")],
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "NUMBA_DISABLE_JIT": jit_off},
         ).stdout
-        for threads in (1, 2)
+        for jit_off in ("0", "1")
     }
-    here = range_coding.encode_chunk(range_coding.coding_model(lm), codes).tobytes().hex()
-    assert outputs == {here}
+    words = range_coding.encode_segments(StepModel(lm), codes.split([25, 25, 10], dim=-1))
+    assert outputs == {np.concatenate(words).tobytes().hex()}
