@@ -208,6 +208,11 @@ def test_misuse_is_refused_clearly():
             stream.encoder.push(torch.zeros(2, 1, 10))
     with pytest.raises(RuntimeError, match="closed"):
         stream.decoder.push(torch.zeros(2, 4, 1, dtype=torch.long))
+    with model.streaming() as stream:
+        with pytest.raises(
+            ValueError, match=r"codes must lie in \[0, 32\), got values from 0 to 32"
+        ):
+            stream.decoder.push(torch.tensor([[[0], [32]]]))
 
 
 def test_transposed_convs_trimmed_on_both_sides_hold_samples_for_the_flush():
@@ -218,3 +223,18 @@ def test_transposed_convs_trimmed_on_both_sides_hold_samples_for_the_flush():
     with model.streaming() as stream:
         stream.decoder.push(codes)
         assert stream.decoder.flush().shape[-1] > 0  # the left-trimmed samples at the end
+
+
+def test_a_stream_uses_the_weights_as_they_are_when_it_opens():
+    """Streams share weights prepared once per layer; changing the model's weights in place
+    (an optimizer step, `load_state_dict`) must reach the next stream."""
+    model = randomize_official_layout_(encodec_tiny(), seed=6).for_inference()
+    audio = make_audio(24_000, 1, 3000, batch=1, seed=3)
+    before, _ = assert_stream_equals_offline(model, audio, 3.0, [480] * 7, [3, 4])
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.9)
+        for layer in model.quantizer.vq.layers:
+            layer._codebook.embed.mul_(0.5)
+    after, _ = assert_stream_equals_offline(model, audio, 3.0, [480] * 7, [3, 4])
+    assert (after != before).any()

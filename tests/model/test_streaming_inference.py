@@ -11,6 +11,7 @@ from test_streaming import assert_same_codes
 
 from encodec_train.model import encodec_tiny
 from encodec_train.model.inference import InferenceELU
+from encodec_train.model.streaming import _ONEDNN, _Linear
 
 AUDIO_TOLERANCE = 1e-5
 
@@ -19,6 +20,19 @@ AUDIO_TOLERANCE = 1e-5
 def test_inference_elu_is_elu(alpha):
     x = torch.linspace(-20, 20, 10_001)
     assert (InferenceELU(alpha)(x) - F.elu(x, alpha)).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("rows", [1, 2, 12])
+def test_a_streams_products_equal_a_linear_layer(pack, rows):
+    generator = torch.Generator().manual_seed(rows)
+    weight, bias = torch.randn(300, 200, generator=generator), torch.randn(300, generator=generator)
+    x = torch.randn(rows, 200, generator=generator)
+    for b in (bias, None):
+        linear = _Linear.of(weight, b, pack=pack)
+        assert linear.packed == (pack and _ONEDNN)
+        expected = F.linear(x.double(), weight.double(), None if b is None else b.double())
+        assert (linear(x).double() - expected).abs().max().item() < 1e-4
 
 
 def test_folded_copy_matches_the_weight_normed_model_and_leaves_it_intact():
