@@ -60,6 +60,7 @@ def speed(seconds: float, bandwidth: float, runs: int, segment_seconds: float) -
             inputs = 1 + codes[None, :, t : t + 1]
     segment = round(segment_seconds * FRAME_RATE) if segment_seconds else steps
     lengths = range_coding.segment_lengths([steps], segment)
+    streams = [0] * len(lengths)  # one coder, as in a file
     keys = [f"{who}_{part}" for who in ("ours", "ref") for part in ("enc", "dec")]
     times: dict[str, list[float]] = {f"{key}_{c}": [] for key in keys for c in ("wall", "cpu")}
     for run in range(runs):
@@ -67,9 +68,9 @@ def speed(seconds: float, bandwidth: float, runs: int, segment_seconds: float) -
         for who in order:
             start = _clocks()
             if who == "ours":
-                words = range_coding.encode_segments(ours, codes.split(lengths, dim=-1))
+                words = range_coding.encode_segments(ours, codes.split(lengths, dim=-1), streams)
                 middle = _clocks()
-                decoded = range_coding.decode_segments(ours, words, lengths, levels)
+                decoded = range_coding.decode_segments(ours, words, lengths, streams, levels)
                 assert torch.equal(torch.cat(decoded, dim=-1), codes)
                 ours_bits = 32 * sum(len(w) for w in words)
             else:
@@ -101,7 +102,9 @@ def speed(seconds: float, bandwidth: float, runs: int, segment_seconds: float) -
     print(f"| bits per code | {ours_bits / codes.numel():.3f} | {ref_bits / codes.numel():.3f} | |")
 
 
-def bitrates(codec_path: Path, lm_path: Path, files_list: Path, bandwidths: list[float]) -> None:
+def bitrates(
+    codec_path: Path, lm_path: Path, files_list: Path, bandwidths: list[float], segment: float
+) -> None:
     codec = load_codec(codec_path)
     lm = load_entropy_model(lm_path, codec.frame_rate)
     root = files_list.parent
@@ -112,7 +115,7 @@ def bitrates(codec_path: Path, lm_path: Path, files_list: Path, bandwidths: list
     seconds = sum(a.shape[-1] for a in audio) / codec.sample_rate
     print(
         f"{len(files)} files of {files_list} ({seconds:.1f} s), codec {codec_path}, "
-        f"entropy model {lm_path}"
+        f"entropy model {lm_path}, segments of {segment:g} s (0: none)"
     )
     print(
         "| bandwidth | payload kbps, packed | payload kbps, entropy model | reduction | "
@@ -123,7 +126,7 @@ def bitrates(codec_path: Path, lm_path: Path, files_list: Path, bandwidths: list
         sizes = {"packed": [0, 0], "lm": [0, 0]}  # [file bytes, payload bytes]
         for clip in audio:
             for key, model in (("packed", None), ("lm", lm)):
-                data = compress(codec, clip, bandwidth, model)
+                data = compress(codec, clip, bandwidth, model, segment_seconds=segment)
                 payload = len(data) - read_header(data, "x")[2]
                 sizes[key][0] += len(data)
                 sizes[key][1] += payload
@@ -151,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.codec is not None and args.lm is not None:
-        bitrates(args.codec, args.lm, args.files, args.bandwidths)
+        bitrates(args.codec, args.lm, args.files, args.bandwidths, args.segment)
     else:
         speed(args.seconds, args.bandwidth, args.runs, args.segment)
 

@@ -17,7 +17,7 @@ import torch
 import torchaudio.functional as AF
 
 from encodec_train.compression.container import EcdcError, read_header
-from encodec_train.compression.ecdc import CODERS, compress, decompress
+from encodec_train.compression.ecdc import CODERS, SEGMENT_SECONDS, compress, decompress
 from encodec_train.compression.models import load_codec, load_entropy_model
 from encodec_train.model import CheckpointMismatchError, EncodecModel
 from encodec_train.model.lm import EntropyModel
@@ -70,6 +70,15 @@ def compress_main(argv: list[str] | None = None) -> None:
         help="with --lm: our deterministic range coder, or the official package's arithmetic "
         "coder (files the official reader decodes, on the machine that wrote them)",
     )
+    parser.add_argument(
+        "--lm-segment",
+        type=float,
+        default=SEGMENT_SECONDS,
+        metavar="SECONDS",
+        help="with --lm and our coder: restart the entropy model every SECONDS, so that "
+        f"decoding runs the segments side by side (default {SEGMENT_SECONDS:g}; 0: once per "
+        "chunk)",
+    )
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -79,7 +88,7 @@ def compress_main(argv: list[str] | None = None) -> None:
         if args.lm is not None:
             metadata["lmckpt"] = str(args.lm.resolve())
         audio = read_audio(args.input, model)
-        data = compress(model, audio, args.bandwidth, lm, metadata, args.coder)
+        data = compress(model, audio, args.bandwidth, lm, metadata, args.coder, args.lm_segment)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(data)
         seconds = int(read_header(data, str(args.output))[1]["al"]) / model.sample_rate

@@ -3,8 +3,9 @@
 A file holds each chunk's codes ([K, T], K codebooks; the 48 kHz model has 1 s chunks, each
 with its scale). Without an entropy model the codes are bit-packed as the official package
 writes them (version 0: the official reader decodes our files and we decode its). With one,
-they are range-coded with it (`range_coding`, version 1) in independent segments of `seg`
-frames (a header key; 1 s by default), or on request arithmetic-coded by the official
+they are range-coded with it (`range_coding`, version 1) in segments of `seg` frames that
+the model sees independently (header keys `seg`, and `grp`, the segments coded side by side,
+where there are more than that; 1 s segments by default), or on request arithmetic-coded by the official
 package's coder (`official_coder`, version 0, which the official reader decodes). Our header
 adds, to the official keys, `fp` (the codec weights' fingerprint: decoding with other weights
 is refused), `crc` (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an
@@ -78,9 +79,15 @@ def segment_frames(model: EncodecModel, seconds: float | None) -> int | None:
     return max(1, round(seconds * model.frame_rate))
 
 
-def _segments(frames: int, segment: int | None) -> list[int]:
-    """Frames of the segments of a chunk of `frames` frames (`segment` None: one)."""
-    return range_coding.segment_lengths([frames], segment or frames)
+def _layout(frames: Sequence[int], segment: int | None) -> tuple[list[int], list[int]]:
+    """Frames and stream (their chunk's index) of the segments of chunks of `frames` frames
+    (`segment` None: one segment per chunk)."""
+    lengths, streams = [], []
+    for index, count in enumerate(frames):
+        parts = range_coding.segment_lengths([count], segment or count)
+        lengths += parts
+        streams += [index] * len(parts)
+    return lengths, streams
 
 
 def codes_checksum(codes: Sequence[torch.Tensor]) -> int:
@@ -146,18 +153,15 @@ def write_ecdc(
     else:
         check_entropy_model(lm, model, levels)
         version, segment = RANGE_CODED_VERSION, segment_frames(model, segment_seconds)
+        lengths, streams = _layout([chunk.shape[-1] for chunk in codes], segment)
         if segment is not None:
             metadata["seg"] = segment
-        lengths = [_segments(chunk.shape[-1], segment) for chunk in codes]
-        parts = [part for c, ls in zip(codes, lengths, strict=True) for part in c.split(ls, -1)]
-        words = iter(range_coding.encode_segments(StepModel(lm), parts))
-        payloads = [
-            b"".join(
-                WORD_COUNT.pack(len(w)) + w.astype(">u4").tobytes()
-                for w in (next(words) for _ in chunk_lengths)
-            )
-            for chunk_lengths in lengths
-        ]
+        batch = range_coding.MAX_BATCH
+        if len(lengths) > batch:  # else one group, whatever the batch
+            metadata["grp"] = batch
+        parts = torch.cat(codes, dim=-1).split(lengths, dim=-1)
+        words = range_coding.encode_segments(StepModel(lm), parts, streams, batch)
+        payloads = [WORD_COUNT.pack(len(w)) + w.astype(">u4").tobytes() for w in words]
     parts = [write_header(metadata, version)]
     for frame, payload in zip(content.frames, payloads, strict=True):
         if model.normalize:
@@ -204,7 +208,7 @@ def read_ecdc(
         raise EcdcError(f"{source}: {levels} codebooks, the codec has {model.quantizer.n_q}")
     if version == RANGE_CODED_VERSION and not metadata["lm"]:
         raise EcdcError(f"{source}: corrupted header (version 1 without an entropy model)")
-    segment = metadata.get("seg")
+    segment, batch = metadata.get("seg"), metadata.get("grp")
     if not metadata["lm"]:
         lm = None  # bit-packed: an entropy model given is not needed
     else:
@@ -214,11 +218,12 @@ def read_ecdc(
         if version == OFFICIAL_VERSION:
             frames = _read_official_coded(data, offset, model, lm, metadata, source)
             return _checked(EcdcContent(frames, length, metadata), source, lm)
-        if segment is not None and (type(segment) is not int or segment < 1):
-            raise EcdcError(f"{source}: corrupted header (segment of {segment!r} frames)")
+        for key, value in (("seg", segment), ("grp", batch)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise EcdcError(f"{source}: corrupted header ({key} is {value!r})")
     reader = _Reader(data, offset, source)
     bits = bits_per_code(model.quantizer.codebook_size)
-    scales, chunks = [], []  # codes per chunk (packed), or per segment (coded words, frames)
+    scales, chunks = [], []  # codes (packed) or coded words (entropy model) per chunk
     for index, count in enumerate(chunk_frames(model, length)):
         scale = None
         if model.normalize:
@@ -231,26 +236,24 @@ def read_ecdc(
             raw = reader.take(packed_size(levels * count, bits), f"chunk {index}'s codes")
             chunks.append(torch.from_numpy(unpack_codes(raw, levels, count, bits)))
         else:
-            for part, frames in enumerate(_segments(count, segment)):
-                where = f"chunk {index}, segment {part}"
-                (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"{where}'s size"))
-                raw = reader.take(4 * words, f"{where}'s {words} coded words")
-                chunks.append((np.frombuffer(raw, ">u4"), frames))
+            (words,) = WORD_COUNT.unpack(reader.take(WORD_COUNT.size, f"chunk {index}'s size"))
+            raw = reader.take(4 * words, f"chunk {index}'s {words} coded words")
+            chunks.append(np.frombuffer(raw, ">u4"))
     if reader.offset != len(data):
         raise EcdcError(
             f"{source}: {len(data) - reader.offset} bytes after the last chunk (corrupted, or "
             "not written for this codec)"
         )
     if lm is not None:
-        words, lengths = zip(*chunks, strict=True)
+        lengths, streams = _layout(chunk_frames(model, length), segment)
         try:
-            parts = iter(range_coding.decode_segments(StepModel(lm), words, lengths, levels))
+            parts = range_coding.decode_segments(
+                StepModel(lm), chunks, lengths, streams, levels, batch or len(lengths)
+            )
         except AssertionError:  # constriction's word for data its model cannot decode
             raise EcdcError(_undecodable(source, lm)) from None
-        chunks = [
-            torch.cat([next(parts) for _ in _segments(count, segment)], dim=-1)
-            for count in chunk_frames(model, length)
-        ]
+        codes = torch.cat(parts, dim=-1)
+        chunks = codes.split(chunk_frames(model, length), dim=-1)
     frames = [EncodedFrame(codes[None], scale) for codes, scale in zip(chunks, scales, strict=True)]
     return _checked(EcdcContent(frames, length, metadata), source, lm)
 

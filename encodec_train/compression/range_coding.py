@@ -1,16 +1,19 @@
-"""Range coding of codes with the entropy model (constriction's range coder), in independent
-segments.
+"""Range coding of codes with the entropy model (constriction's range coder), in segments
+that the model sees independently.
 
 A file's codes are cut into segments of at most `segment` frames (each chunk on its own: the
-48 kHz model's 1 s chunks are segments already); each segment starts a fresh model state and
-a fresh coder, so the decoder runs the model for all segments side by side, one step for
-all of them: a file of S segments takes `segment` sequential steps of a batch of S streams
-instead of S × `segment` steps of one. Encoder and decoder run the same `StepModel` step
-on the same batches (`_lockstep`), so they compute their logits with the same operations
-on the same shapes; `probabilities` turns them into integer weights that the float64
-arithmetic makes identical across machines (`encodec_train.compression.probabilities` says
-how sure that is). Codes are coded time-major within a segment: the K codes of step 0, then
-of step 1, ...
+48 kHz model's 1 s chunks are segments already); each segment starts a fresh model state,
+so the decoder runs the model for all segments side by side, one step for all of them: a
+file of S segments takes `segment` sequential steps of a batch of S instead of S × `segment`
+steps of one. Encoder and decoder run the same `StepModel` step on the same batches
+(`_lockstep`), so they compute their logits with the same operations on the same shapes;
+`probabilities` turns them into integer weights that the float64 arithmetic makes identical
+across machines (`encodec_train.compression.probabilities` says how sure that is).
+
+The segments share coders: each segment names its stream (one range coder), and a stream
+holds its segments' codes in the order the lockstep visits them: for each group of `batch`
+consecutive segments, step by step, the K codes of each of its segments in turn. So segments
+cost no more than their codes (no word count or final flush of their own).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from encodec_train.compression.probabilities import probabilities
 from encodec_train.compression.step_model import StepModel
 
 MAX_BATCH = 64
-"""Segments run side by side at most (their attention keys and values take memory: 1.2 MB
-each for 1 s segments of the paper's 24 kHz model); more run in groups of this many."""
+"""Segments run side by side at most, by default (their attention keys and values take
+memory: 1.2 MB each for 1 s segments of the paper's 24 kHz model); more run in groups of
+this many. Part of a file's format where segments share a stream (it orders their codes):
+files record it."""
 
 
 def segment_lengths(chunk_frames: Sequence[int], segment: int) -> list[int]:
@@ -49,14 +54,18 @@ StepCoder = Callable[[int, int, np.ndarray], np.ndarray]
 """(segment index, step, integer weights [K, card]) → that segment's K codes at the step."""
 
 
-def _lockstep(model: StepModel, lengths: Sequence[int], levels: int, code: StepCoder) -> None:
-    """Runs `model` over segments of `lengths` frames side by side, in groups of at most
-    `MAX_BATCH`, handing each step's weights of each unfinished segment to `code`, which
-    codes them and returns the segment's codes at that step (the next step's inputs).
+def _lockstep(
+    model: StepModel, lengths: Sequence[int], levels: int, code: StepCoder, batch: int
+) -> None:
+    """Runs `model` over segments of `lengths` frames side by side, in groups of `batch`
+    consecutive segments, handing each step's weights of each unfinished segment to `code`,
+    which codes them and returns the segment's codes at that step (the next step's inputs).
     Finished segments of a group keep their row with zero inputs, so encoder and decoder
     use the same shapes."""
-    for first in range(0, len(lengths), MAX_BATCH):
-        group = range(first, min(first + MAX_BATCH, len(lengths)))
+    if batch < 1:
+        raise ValueError(f"batch={batch}: must be ≥ 1")
+    for first in range(0, len(lengths), batch):
+        group = range(first, min(first + batch, len(lengths)))
         steps = max(lengths[index] for index in group)
         state = model.initial_state(len(group), steps)
         inputs = np.zeros((len(group), levels), dtype=np.int64)
@@ -66,34 +75,46 @@ def _lockstep(model: StepModel, lengths: Sequence[int], levels: int, code: StepC
                 inputs[row] = 1 + code(index, t, weights[row]) if t < lengths[index] else 0
 
 
-def encode_segments(model: StepModel, segments: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """The range-coded words (uint32) of each segment of codes ([K, frames] each, the same K)."""
+def encode_segments(
+    model: StepModel,
+    segments: Sequence[torch.Tensor],
+    streams: Sequence[int],
+    batch: int = MAX_BATCH,
+) -> list[np.ndarray]:
+    """The range-coded words (uint32) of each stream (0 … max(streams)) holding segments of
+    codes ([K, frames] each, the same K), `batch` segments side by side; `streams[i]` is
+    segment i's stream."""
     levels = segments[0].shape[0]
-    encoders = [constriction.stream.queue.RangeEncoder() for _ in segments]
+    encoders = [constriction.stream.queue.RangeEncoder() for _ in range(max(streams) + 1)]
     codes = [segment.numpy().astype(np.int32) for segment in segments]
     family = _family()
 
     def code(index: int, t: int, weights: np.ndarray) -> np.ndarray:
         symbols = np.ascontiguousarray(codes[index][:, t])
-        encoders[index].encode(symbols, family, weights)
+        encoders[streams[index]].encode(symbols, family, weights)
         return symbols
 
-    _lockstep(model, [segment.shape[-1] for segment in segments], levels, code)
+    _lockstep(model, [segment.shape[-1] for segment in segments], levels, code, batch)
     return [encoder.get_compressed() for encoder in encoders]
 
 
 def decode_segments(
-    model: StepModel, words: Sequence[np.ndarray], lengths: Sequence[int], levels: int
+    model: StepModel,
+    words: Sequence[np.ndarray],
+    lengths: Sequence[int],
+    streams: Sequence[int],
+    levels: int,
+    batch: int = MAX_BATCH,
 ) -> list[torch.Tensor]:
-    """Codes [levels, frames] of each segment from its words of `encode_segments` and its
-    number of frames."""
+    """Codes [levels, frames] of each segment of `lengths` frames in `streams`, from the
+    words of each stream (as `encode_segments` wrote them with `batch`)."""
     decoders = [constriction.stream.queue.RangeDecoder(np.asarray(w, np.uint32)) for w in words]
     codes = [np.zeros((levels, frames), dtype=np.int64) for frames in lengths]
     family = _family()
 
     def code(index: int, t: int, weights: np.ndarray) -> np.ndarray:
-        codes[index][:, t] = decoders[index].decode(family, weights)
+        codes[index][:, t] = decoders[streams[index]].decode(family, weights)
         return codes[index][:, t]
 
-    _lockstep(model, lengths, levels, code)
+    _lockstep(model, lengths, levels, code, batch)
     return [torch.from_numpy(segment) for segment in codes]

@@ -28,7 +28,7 @@ def files(tmp_path, tiny_codec, tiny_lm):
 @pytest.mark.parametrize("use_lm", [False, True])
 def test_compress_then_decompress_decodes_the_codes(tmp_path, tiny_codec, files, use_lm, capsys):
     codec, lm, wav, audio = files
-    extra = ["--lm", str(lm)] if use_lm else []
+    extra = ["--lm", str(lm), "--lm-segment", "0.05"] if use_lm else []  # 0.05 s: 4 frames
     compress_main(
         [str(wav), str(tmp_path / "a.ecdc"), "--checkpoint", str(codec), "--bandwidth", "3", *extra]
     )
@@ -36,6 +36,7 @@ def test_compress_then_decompress_decodes_the_codes(tmp_path, tiny_codec, files,
     data = (tmp_path / "a.ecdc").read_bytes()
     metadata = read_header(data, "a.ecdc")[1]
     assert metadata["lm"] is use_lm and metadata["ckpt"] == str(codec.resolve())
+    assert metadata.get("seg") == (4 if use_lm else None)
     decompress_main(
         [str(tmp_path / "a.ecdc"), str(tmp_path / "out.wav")]
     )  # checkpoints from the file

@@ -7,6 +7,7 @@ import pytest
 import torch
 from compression_helpers import chirp
 
+from encodec_train.compression import range_coding
 from encodec_train.compression.container import (
     EcdcError,
     pack_codes,
@@ -58,15 +59,32 @@ def test_entropy_model_segments_round_trip(tiny_codec, tiny_lm, seconds, frames)
     assert torch.equal(read_ecdc(data, tiny_codec, tiny_lm).frames[0].codes, expected)
 
 
-def test_a_corrupted_segment_length_is_refused(tiny_codec, tiny_lm):
+def test_more_segments_than_a_group_record_the_group(tiny_codec, tiny_lm, monkeypatch):
+    """Where a file has more segments than run side by side, the group size orders the codes
+    in their stream: the header records it, and a reader with another default follows it."""
+    audio = chirp(tiny_codec, 12_000)
+    monkeypatch.setattr(range_coding, "MAX_BATCH", 2)
+    data = compress(tiny_codec, audio, 6.0, tiny_lm, segment_seconds=0.1)
+    assert read_header(data, "x")[1]["grp"] == 2
+    monkeypatch.setattr(range_coding, "MAX_BATCH", 64)
+    expected = tiny_codec.encode(audio[None], 6.0)[0].codes
+    assert torch.equal(read_ecdc(data, tiny_codec, tiny_lm).frames[0].codes, expected)
+
+
+def test_corrupted_segment_keys_are_refused(tiny_codec, tiny_lm):
+    """Bad values of `seg` or `grp` are named; wrong but valid ones (other segments, or
+    another order of the segments' codes in their stream) fail the checks."""
     data = compress(tiny_codec, chirp(tiny_codec, 12_000), 6.0, tiny_lm, segment_seconds=0.1)
     version, metadata, offset = read_header(data, "x")
-    for bad, message in (
-        (0, "segment of 0 frames"),
-        ("8", "segment of '8' frames"),
-        (9, "truncated|checksum|bytes after"),
+    assert (metadata["seg"], metadata.get("grp")) == (8, None)  # 5 segments, one group
+    for key, bad, message in (
+        ("seg", 0, "seg is 0"),
+        ("seg", "8", "seg is '8'"),
+        ("grp", -1, "grp is -1"),
+        ("seg", 9, "checksum"),
+        ("grp", 2, "checksum"),
     ):
-        rewritten = write_header({**metadata, "seg": bad}, version) + data[offset:]
+        rewritten = write_header({**metadata, key: bad}, version) + data[offset:]
         with pytest.raises(EcdcError, match=message):
             read_ecdc(rewritten, tiny_codec, tiny_lm, source="x.ecdc")
 

@@ -59,7 +59,7 @@ def test_size_is_within_one_percent_of_the_entropy():
     codes = torch.multinomial(probs, 1500, replacement=True, generator=gen)  # [K, T]
     information = float(-probs.log2().gather(1, codes).sum())
     entropy = float(-(probs * probs.log2()).sum()) * codes.shape[1]
-    words = range_coding.encode_segments(StepModel(constant_model(logits)), [codes])
+    words = range_coding.encode_segments(StepModel(constant_model(logits)), [codes], [0])
     size = 32 * len(words[0])
     assert abs(size / information - 1) < 0.01
     assert abs(size / entropy - 1) < 0.01
@@ -98,21 +98,25 @@ def test_step_model_computes_the_float64_model(levels):
         model.step(inputs[:, :, 3], short)
 
 
-def test_segments_round_trip_in_any_grouping(monkeypatch):
-    """Segments of uneven lengths decode to their codes; coding them 1, 2 or 6 side by side
-    (other shapes, other code paths of the matrix kernel) gives the same bytes."""
+def test_segments_round_trip_in_any_grouping():
+    """Segments of uneven lengths decode to their codes, each in its own stream or sharing
+    streams; run 1, 2 or 6 side by side (other shapes, other code paths of the matrix
+    kernel), a segment in its own stream gives the same bytes."""
     lm, codes = random_lm_and_codes(steps=70)
     model = StepModel(lm)
     lengths = range_coding.segment_lengths([33, 37], 15)
     assert lengths == [15, 15, 3, 15, 15, 7]
     segments = codes.split(lengths, dim=-1)
-    reference = range_coding.encode_segments(model, segments)
-    for batch in (1, 2):
-        monkeypatch.setattr(range_coding, "MAX_BATCH", batch)
-        words = range_coding.encode_segments(model, segments)
+    alone, shared = range(6), [0, 0, 0, 1, 1, 1]
+    reference = range_coding.encode_segments(model, segments, alone)
+    for batch in (1, 2, 6):
+        words = range_coding.encode_segments(model, segments, alone, batch)
         assert all(np.array_equal(a, b) for a, b in zip(words, reference, strict=True))
-        decoded = range_coding.decode_segments(model, words, lengths, 4)
-        assert torch.equal(torch.cat(decoded, dim=-1), codes)
+        for streams in (alone, shared):
+            words = range_coding.encode_segments(model, segments, streams, batch)
+            assert len(words) == max(streams) + 1
+            decoded = range_coding.decode_segments(model, words, lengths, streams, 4, batch)
+            assert torch.equal(torch.cat(decoded, dim=-1), codes)
 
 
 SUBPROCESS = """
@@ -122,7 +126,7 @@ from encodec_train.compression.models import load_entropy_model
 from encodec_train.compression.step_model import StepModel
 model = StepModel(load_entropy_model(sys.argv[1]))
 codes = torch.load(sys.argv[2])
-words = range_coding.encode_segments(model, codes.split([25, 25, 10], dim=-1))
+words = range_coding.encode_segments(model, codes.split([25, 25, 10], dim=-1), [0, 0, 1], 2)
 sys.stdout.write(np.concatenate(words).tobytes().hex())
 """
 
@@ -145,5 +149,6 @@ def test_separate_processes_write_the_same_bytes(tmp_path):
         ).stdout
         for jit_off in ("0", "1")
     }
-    words = range_coding.encode_segments(StepModel(lm), codes.split([25, 25, 10], dim=-1))
+    segments, streams = codes.split([25, 25, 10], dim=-1), [0, 0, 1]
+    words = range_coding.encode_segments(StepModel(lm), segments, streams, 2)
     assert outputs == {np.concatenate(words).tobytes().hex()}
