@@ -136,6 +136,7 @@ class EuclideanCodebook(nn.Module):
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
         self.register_buffer("embed", embed)
         self.register_buffer("embed_avg", embed.clone())
+        self._seen_initialized = False
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[..., dim] → codes [...]"""
@@ -162,10 +163,9 @@ class EuclideanCodebook(nn.Module):
         sums = torch.zeros_like(self.embed).index_add_(0, codes, x)
         return torch.cat([counts[:, None], sums], dim=1)
 
-    def apply_statistics(
-        self, statistics: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None
-    ) -> CodebookUpdate:
-        """EMA update from `statistics` summed over ranks, then dead-code replacement."""
+    def apply_statistics(self, statistics: torch.Tensor) -> torch.Tensor:
+        """EMA update from `statistics` summed over ranks; returns the code counts. The dead
+        codes are replaced afterwards (`replace_dead_codes`)."""
         counts, sums = statistics[:, 0], statistics[:, 1:]
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
@@ -174,8 +174,19 @@ class EuclideanCodebook(nn.Module):
             (self.cluster_size + self.epsilon) / (total + self.codebook_size * self.epsilon) * total
         )
         self.embed.copy_(self.embed_avg / smoothed[:, None])
-        replaced = self._replace_dead_codes(x, generator)
-        return CodebookUpdate(counts, replaced)
+        return counts
+
+    def is_initialized(self) -> bool:
+        """Whether the codebook holds trained codes (`inited`). Reading the buffer waits for
+        the device, so once seen set it is remembered on the host (until a state dict is
+        loaded): a training step reads no buffer."""
+        if not self._seen_initialized:
+            self._seen_initialized = bool(self.inited)
+        return self._seen_initialized
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._seen_initialized = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> None:
@@ -190,18 +201,20 @@ class EuclideanCodebook(nn.Module):
         broadcast_(self.embed, self.cluster_size)
         self.embed_avg.copy_(self.embed * self.cluster_size[:, None])
         self.inited.fill_(1.0)
+        self._seen_initialized = True
 
-    def _replace_dead_codes(
-        self, x: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Replace the codes whose EMA count fell below the threshold; returns how many."""
+    def dead_codes(self) -> torch.Tensor | None:
+        """Mask of the codes whose EMA count fell below the threshold (None: replacement is
+        off). `cluster_size` is identical on every rank, so all ranks agree on it."""
         if self.dead_code_threshold <= 0:
-            return x.new_zeros(())
-        # cluster_size is identical on every rank, so all ranks agree on which codes are dead.
-        dead = self.cluster_size < self.dead_code_threshold
-        replaced = dead.sum().to(x.dtype)
-        if not bool(dead.any()):
-            return replaced
+            return None
+        return self.cluster_size < self.dead_code_threshold
+
+    def replace_dead_codes(
+        self, x: torch.Tensor, dead: torch.Tensor, generator: torch.Generator | None
+    ) -> None:
+        """Replace the `dead` codes (at least one) by rows of `x` drawn from
+        `derived_generator(generator)` and reset their statistics."""
         rows = derived_generator(generator)
         if is_main_rank():
             fresh = sample_rows(x, self.codebook_size, rows)
@@ -212,7 +225,6 @@ class EuclideanCodebook(nn.Module):
         self.embed_avg.copy_(
             torch.where(dead[:, None], self.embed * self.dead_code_threshold, self.embed_avg)
         )
-        return replaced
 
 
 @torch.no_grad()
@@ -224,14 +236,29 @@ def update_codebooks(
 ) -> list[CodebookUpdate]:
     """`EuclideanCodebook.update` of several codebooks, in order, with all their statistics
     summed over ranks in ONE collective (a residual VQ's levels: one all-reduce per step
-    instead of two per level). The same results as updating them one by one."""
+    instead of two per level) and one host-device sync for all their dead-code checks. The
+    same results, and the same random draws in the same order, as updating them one by one."""
     statistics = [
         codebook.statistics(x, level_codes)
         for codebook, x, level_codes in zip(codebooks, samples, codes, strict=True)
     ]
     stacked = torch.stack(statistics) if len(statistics) > 1 else statistics[0][None]
     all_reduce_sum_(stacked)
-    return [
-        codebook.apply_statistics(level, x, generator)
-        for codebook, level, x in zip(codebooks, stacked, samples, strict=True)
+    counts = [
+        codebook.apply_statistics(level) for codebook, level in zip(codebooks, stacked, strict=True)
     ]
+    dead = [codebook.dead_codes() for codebook in codebooks]
+    masks = [mask for mask in dead if mask is not None]
+    # Which levels have a dead code decides the random draws (host side): one host-device
+    # sync for all levels, whose replacements then run in level order as one by one.
+    any_dead = iter(torch.stack([mask.any() for mask in masks]).tolist() if masks else [])
+    updates = []
+    for codebook, level_counts, mask, x in zip(codebooks, counts, dead, samples, strict=True):
+        if mask is None:
+            updates.append(CodebookUpdate(level_counts, x.new_zeros(())))
+            continue
+        replaced = mask.sum().to(x.dtype)
+        if next(any_dead):
+            codebook.replace_dead_codes(x, mask, generator)
+        updates.append(CodebookUpdate(level_counts, replaced))
+    return updates

@@ -180,11 +180,11 @@ class ResidualVectorQuantizer(nn.Module):
         # A level's update changes only its own codebook, after it has quantised: once all
         # are initialised, the updates wait for the last level and share one all-reduce.
         # A step that runs k-means keeps the level-by-level order of the random draws.
-        deferred = self.training and all(bool(codebook.inited) for codebook in codebooks)
+        deferred = self.training and all(codebook.is_initialized() for codebook in codebooks)
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         for codebook in codebooks:
             flat = residual.detach().transpose(1, 2).reshape(-1, dim)
-            if self.training and not deferred and not bool(codebook.inited):
+            if self.training and not deferred and not codebook.is_initialized():
                 codebook.initialize(flat, generator)
             level_codes = codebook.encode(flat)
             quantized = codebook.decode(level_codes).view(batch, frames, dim).transpose(1, 2)

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from encodec_train.model import ResidualVectorQuantizer
 
@@ -417,3 +418,50 @@ def test_initialised_levels_update_as_one_by_one_with_one_all_reduce(monkeypatch
     assert calls == [1]
     for key, value in expected.state_dict().items():
         assert torch.equal(quantizer.state_dict()[key], value), key
+
+
+class _ScalarReads(TorchDispatchMode):
+    """Counts the tensor → Python scalar reads (`item`, `bool`, `int`: a host-device sync
+    on a GPU) of the ops run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.reads += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("threshold", [0.0, 2.0])
+def test_a_steady_state_step_reads_the_device_at_most_once(monkeypatch, threshold):
+    """Once initialised, a training step reads no `inited` flag and checks the dead codes of
+    every level in one read (`tolist`); without dead-code replacement it reads nothing."""
+    quantizer = ResidualVectorQuantizer(
+        dimension=8, n_q=3, codebook_size=16, kmeans_iters=2, dead_code_threshold=threshold
+    )
+    latent = torch.randn(2, 8, 40, generator=torch.Generator().manual_seed(0))
+    quantizer.train()
+    quantizer(latent, n_q=3, generator=torch.Generator().manual_seed(1))  # k-means
+    with torch.no_grad():  # no code is dead: no replacement draws (which read a CPU scalar)
+        for layer in quantizer.vq.layers:
+            layer._codebook.cluster_size.fill_(1e3)
+    lists = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: lists.append(t.numel()) or original(t))
+    with _ScalarReads() as reads:
+        quantizer(latent, n_q=3, generator=torch.Generator().manual_seed(2))
+    assert reads.reads == 0
+    assert lists == ([3] if threshold else [])
+
+
+def test_the_initialised_flag_follows_a_loaded_state_dict():
+    fresh = ResidualVectorQuantizer(dimension=8, n_q=1, codebook_size=16, kmeans_iters=2)
+    trained = copy.deepcopy(fresh).train()
+    trained(torch.randn(2, 8, 40), n_q=1)
+    codebook = trained.vq.layers[0]._codebook
+    assert codebook.is_initialized()
+    trained.load_state_dict(fresh.state_dict())
+    assert not codebook.is_initialized()
+    trained(torch.randn(2, 8, 40), n_q=1)  # k-means again
+    assert codebook.is_initialized() and codebook.embed.abs().sum() > 0
