@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.profiler import record_function
 
 # Imported by parts of audiocraft that EnCodec training never runs (LM conditioners, audio
 # file I/O, xformers attention, ...): when absent they become empty modules, and `check_stubs`
@@ -277,7 +278,8 @@ class ReferenceStep:
                 return function(*args, **kwargs)
             self._sync()
             start = time.perf_counter()
-            result = function(*args, **kwargs)
+            with record_function(phase):  # for the per-op profile, as our step's ranges
+                result = function(*args, **kwargs)
             self._sync()
             seconds = time.perf_counter() - start
             self.phases[phase] += seconds

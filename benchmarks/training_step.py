@@ -17,7 +17,7 @@ allocation events on CPU, `max_memory_allocated` on CUDA). The loader line compa
 segments/s that the data module's workers deliver (demo corpus) with what the step consumes.
 
     python benchmarks/training_step.py [--device cpu] [--threads 2] [--repeats 5]
-        [--variants all] [--audiocraft-config /path/to/audiocraft/config]
+        [--variants all] [--profile TOP] [--audiocraft-config /path/to/audiocraft/config]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import itertools
 import os
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,7 @@ class Side:
     cpu: list[float] = field(default_factory=list)
     phases: list[dict[str, float]] = field(default_factory=list)
     peak_bytes: int = 0
+    ops: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def median(self) -> float:
         return statistics.median(self.wall)
@@ -130,13 +132,16 @@ def peak_memory(run, device: torch.device) -> int:
 
 class SideBySide(L.Callback):
     """Times our steps and runs a reference step beside each (before it on odd steps, after
-    it on even ones), then measures peak memory on one extra step of each side."""
+    it on even ones), then measures peak memory on one extra step of each side and, with
+    `profile`, records one more step of each side with `torch.profiler`."""
 
-    def __init__(self, reference, warmup: int, steps: int, threads: int) -> None:
+    def __init__(self, reference, warmup: int, steps: int, threads: int, profile: bool) -> None:
         self.reference, self.warmup, self.steps = reference, warmup, steps
         self.ours, self.theirs = Side(), Side()
         self.threads = threads
-        self._profiler = None
+        self.memory_step = warmup + steps
+        self.profile_step = warmup + steps + 1 if profile else None
+        self._window = None
 
     def _timed(self, batch_idx: int) -> bool:
         return self.warmup <= batch_idx < self.warmup + self.steps
@@ -144,12 +149,17 @@ class SideBySide(L.Callback):
     def _reference_step(self, batch_idx: int, audio: torch.Tensor) -> None:
         if self.reference is None:
             return
-        if batch_idx == self.warmup + self.steps:  # the memory step
+        if batch_idx == self.memory_step:
             self.theirs.peak_bytes = peak_memory(
                 lambda: self.reference(batch_idx, audio), audio.device
             )
             return
         self.reference.record()
+        if batch_idx == self.profile_step:
+            with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                self.reference(batch_idx, audio)
+            self.theirs.ops = phase_op_seconds(profiler)
+            return
         wall, cpu = time.perf_counter(), time.process_time()
         self.reference(batch_idx, audio)
         if self.reference.cfg.device == "cuda":
@@ -163,18 +173,23 @@ class SideBySide(L.Callback):
         if batch_idx % 2:
             self._reference_step(batch_idx, batch["audio"])
         module.phases.record(module.device)
-        if batch_idx == self.warmup + self.steps:
-            self._profiler = MemoryWindow(module.device)
-            self._profiler.start()
+        if batch_idx == self.memory_step:
+            self._window = MemoryWindow(module.device)
+            self._window.start()
+        elif batch_idx == self.profile_step:
+            self._window = profile(activities=[ProfilerActivity.CPU])
+            self._window.__enter__()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer, module: CodecGANModule, outputs, batch, batch_idx):
         if module.device.type == "cuda":
             torch.cuda.synchronize()
         wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
-        if self._profiler is not None:
-            self.ours.peak_bytes = self._profiler.stop()
-            self._profiler = None
+        if batch_idx == self.memory_step:
+            self.ours.peak_bytes = self._window.stop()
+        elif batch_idx == self.profile_step:
+            self._window.__exit__(None, None, None)
+            self.ours.ops = phase_op_seconds(self._window)
         elif self._timed(batch_idx):
             self.ours.wall.append(wall)
             self.ours.cpu.append(cpu)
@@ -182,6 +197,20 @@ class SideBySide(L.Callback):
         module.phases.stop()
         if not batch_idx % 2:
             self._reference_step(batch_idx, batch["audio"])
+
+
+def phase_op_seconds(profiler: profile) -> dict[tuple[str, str], float]:
+    """Self CPU seconds of a profiled step per (phase, op): each op counts in the innermost
+    phase range around it ("rest" outside them); a phase range's own self time (Python and
+    framework work between ops) counts as the op "(between ops)"."""
+    seconds: dict[tuple[str, str], float] = defaultdict(float)
+    for event in profiler.events():
+        phase = event if event.name in PHASES else event.cpu_parent
+        while phase is not None and phase.name not in PHASES:
+            phase = phase.cpu_parent
+        name = "(between ops)" if event.name in PHASES else event.name
+        seconds[(phase.name if phase else "rest", name)] += event.self_cpu_time_total / 1e6
+    return seconds
 
 
 class MemoryWindow:
@@ -235,12 +264,14 @@ def prime_codebooks(module: CodecGANModule, audio: torch.Tensor) -> None:
 def run_ours(overrides, reference, args, device) -> SideBySide:
     cfg = compose_config(overrides)
     module = build_module(cfg)
-    steps = args.warmup + args.repeats + 1
+    steps = args.warmup + args.repeats + 1 + bool(args.profile)
     samples = int(args.seconds * module.generator.sample_rate)
     data = RandomAudio(module.generator.channels, samples, steps * args.batch)
     prime_codebooks(module, data.audio[: args.batch])
     module.to(device)
-    side_by_side = SideBySide(reference, args.warmup, args.repeats, args.threads)
+    side_by_side = SideBySide(
+        reference, args.warmup, args.repeats, args.threads, bool(args.profile)
+    )
     trainer = L.Trainer(
         accelerator=device.type,
         precision=cfg.trainer.precision,
@@ -338,6 +369,25 @@ def print_comparison(name: str, run: SideBySide, args) -> None:
             )
 
 
+def print_profile(run: SideBySide, top: int) -> None:
+    """Per phase, the ops of one profiled step with the largest self CPU time on either side,
+    ours beside the reference's (same op names: the same ATen kernels)."""
+    ours, theirs = run.ours.ops, run.theirs.ops
+    print(f"\nper-op self CPU seconds of one profiled step per side (top {top} per phase)")
+    for phase in (*PHASES, "rest"):
+        names = {name for side in (ours, theirs) for (where, name) in side if where == phase}
+        total_ours = sum(ours.get((phase, name), 0.0) for name in names)
+        total_theirs = sum(theirs.get((phase, name), 0.0) for name in names)
+        print(f"{phase:48s} {total_ours:8.3f} {total_theirs:8.3f}  (ours, reference)")
+        ranked = sorted(
+            names,
+            key=lambda name: -max(ours.get((phase, name), 0.0), theirs.get((phase, name), 0.0)),
+        )
+        for name in ranked[:top]:
+            a, b = ours.get((phase, name), 0.0), theirs.get((phase, name), 0.0)
+            print(f"    {name[:44]:44s} {a:8.3f} {b:8.3f} {a - b:+8.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -353,6 +403,13 @@ def main() -> None:
         help=f"comma-separated, or 'all': {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-reference", action="store_true", help="time ours alone")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="also profile one step per side and print the TOP ops of each phase",
+    )
     parser.add_argument(
         "--audiocraft-config",
         type=Path,
@@ -378,6 +435,8 @@ def main() -> None:
     for name in names:
         results[name] = run_ours(VARIANTS[name], reference, args, device)
         print_comparison(name, results[name], args)
+        if args.profile:
+            print_profile(results[name], args.profile)
     if len(results) > 1:
         print("\n## ours / reference per variant (same run)")
         print(f"{'variant':40s} {'wall':>6s} {'CPU':>6s}")
