@@ -87,7 +87,9 @@ def write_code_shard(
     os.replace(partial, path)
 
 
-def _read_header(handle: Any, path: Path) -> tuple[list[str], dict[str, Any]]:
+def read_shard_header(handle: Any, path: Path) -> tuple[list[str], dict[str, Any]]:
+    """(source audio paths, checked encoding metadata) from the header of the shard at `path`,
+    open as `handle` (`safetensors.safe_open`), without reading its codes."""
     header = handle.metadata() or {}
     if "sources" not in header or "metadata" not in header:
         raise ValueError(f"{path} is not a code shard (no 'sources'/'metadata' in its header)")
@@ -99,7 +101,7 @@ def read_code_shard(path: Path) -> tuple[list[tuple[str, torch.Tensor]], dict[st
     """The items (source audio path, int16 codes [n_q, frames]) and metadata of a shard."""
     path = Path(path)
     with safe_open(str(path), framework="pt") as handle:
-        sources, metadata = _read_header(handle, path)
+        sources, metadata = read_shard_header(handle, path)
         items = [(source, handle.get_tensor(_tensor_name(i))) for i, source in enumerate(sources)]
     return items, metadata
 
@@ -138,7 +140,7 @@ class CodeShardDataset(torch.utils.data.Dataset):
         windows: list[tuple[int, int, int]] = []  # (shard, item, start frame)
         for shard, path in enumerate(self.paths):
             with safe_open(str(path), framework="pt") as handle:
-                sources, metadata = _read_header(handle, path)
+                sources, metadata = read_shard_header(handle, path)
                 self._check_same(metadata, path)
                 for item in range(len(sources)):
                     length = handle.get_slice(_tensor_name(item)).get_shape()[1]

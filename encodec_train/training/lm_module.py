@@ -21,7 +21,7 @@ from safetensors import safe_open
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from encodec_train.compression.models import load_codec
-from encodec_train.data.code_shards import CodeShardDataset, _read_header, shard_paths
+from encodec_train.data.code_shards import CodeShardDataset, read_shard_header, shard_paths
 from encodec_train.data.datamodule import AudioDataModule, ResumableDataLoader
 from encodec_train.model import EncodecModel
 from encodec_train.model.bandwidth import bits_per_code, codebooks_for_bandwidth
@@ -300,7 +300,7 @@ class CodeShardDataModule(L.LightningDataModule):
         if not paths:
             raise FileNotFoundError(f"data.train_root={train_root}: no code shards there")
         with safe_open(str(paths[0]), framework="pt") as handle:
-            _, metadata = _read_header(handle, paths[0])
+            _, metadata = read_shard_header(handle, paths[0])
         frames = max(1, round(segment_seconds * metadata["frame_rate"]))
         self.train = CodeShardDataset(Path(train_root), frames, seed)
         self.valid = None if valid_root is None else CodeShardDataset(Path(valid_root), frames)
