@@ -13,7 +13,15 @@ random weights, runs alternating between the variants (so a busy machine slows a
 
 Real-time factor (RTF) = compute seconds per second of audio (wall clock, median of the runs);
 the CPU column is this process's CPU time over the same runs, so a wall time well above it
-shows a machine busy with other work. Not a pass/fail test.
+shows a machine busy with other work. Per chunk: the compute time of each push (encoder and
+decoder), CPU median / mean / p95 and wall median / p95; 20 ms chunks complete one and two
+frames in turn, so the mean is the sustained cost.
+
+Then, at 6 kbps, where one stream's chunk goes (CPU time per 20 ms chunk, steady state):
+its matrix products replayed alone, the time to read every weight they use once (a sum over
+as many bytes: the memory's floor for any kernel), the same layers with small weights (what
+the ~550 operations per chunk cost by themselves), and the offline inference copy's time for
+20 ms of audio. Not a pass/fail test.
 
     .venv/bin/python benchmarks/inference.py [--seconds 10] [--runs 3] [--chunk-ms 20]
 """
@@ -24,12 +32,14 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from codec_speed import make_audio, reference_with_random_codebooks
 
-from encodec_train.model import encodec_24khz
+from encodec_train.model import EncodecModel, encodec_24khz
+from encodec_train.model.streaming import _Linear
 
 BANDWIDTHS = (1.5, 6.0, 24.0)
 PAPER_LATENCY_MS = 13.3
@@ -55,9 +65,99 @@ def stream_through(model, x: torch.Tensor, bandwidth: float, chunk: int, per_chu
         stream.decoder.flush()
 
 
-def milliseconds(seconds: list[float]) -> str:
+def milliseconds(seconds: list[float], mean: bool = False) -> str:
+    """'median / p95' (with the mean between them when asked), in ms."""
     ordered = sorted(seconds)
-    return f"{1000 * statistics.median(ordered):.2f} / {1000 * ordered[int(0.95 * (len(ordered) - 1))]:.2f}"
+    figures = [statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]]
+    if mean:
+        figures.insert(1, statistics.mean(ordered))
+    return " / ".join(f"{1000 * f:.2f}" for f in figures)
+
+
+@contextmanager
+def recorded_products(calls: list[tuple[_Linear, int]]) -> Iterator[None]:
+    """Append (product, rows) for every matrix product a stream computes in the block."""
+    call = _Linear.__call__
+
+    def record(self: _Linear, x: torch.Tensor) -> torch.Tensor:
+        calls.append((self, x.shape[0]))
+        return call(self, x)
+
+    _Linear.__call__ = record
+    try:
+        yield
+    finally:
+        _Linear.__call__ = call
+
+
+def chunk_cpu(model: EncodecModel, x: torch.Tensor, bandwidth: float, chunk: int) -> float:
+    """Mean thread CPU seconds of a push (encoder + decoder) after the first 10 chunks."""
+    per_chunk: list[tuple[float, float]] = []
+    stream_through(model, x, bandwidth, chunk, per_chunk)
+    return statistics.mean(cpu for _, cpu in per_chunk[10:])
+
+
+def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offline: float) -> None:
+    """Where a steady-state chunk's CPU time goes, at 6 kbps (see the module docstring)."""
+    bandwidth, seconds = 6.0, x.shape[-1] / 24_000
+    calls: list[tuple[_Linear, int]] = []
+    with fast.streaming(bandwidth) as stream:
+        for index, start in enumerate(range(0, 102 * chunk, chunk)):
+            if index < 100:  # past the start-up; then one 1-frame and one 2-frame chunk
+                stream.decoder.push(stream.encoder.push(x[..., start : start + chunk]))
+                continue
+            with recorded_products(calls):
+                stream.decoder.push(stream.encoder.push(x[..., start : start + chunk]))
+    # Frame-rate products (1 or 2 rows: the LSTMs, the 75 Hz convs, the codebooks) and the rest.
+    replay: dict[bool, list] = {True: [], False: []}
+    for product, rows in calls:
+        replay[rows <= 2].append((product, torch.randn(rows, product.in_features)))
+    used = {id(product): product for product, _ in replay[True]}.values()
+    weight_bytes = sum(4 * p.in_features * p.out_features for p in used)
+    flat = torch.randn(weight_bytes // 4)
+    torch.manual_seed(0)
+    small = encodec_24khz(n_filters=2, dimension=16).eval()
+    for layer in small.quantizer.vq.layers:  # codebooks of a fresh model are zero
+        layer._codebook.embed.normal_()
+    small = small.for_inference()
+
+    def per_chunk(work: Callable[[], object], chunks: int) -> float:
+        """Median of 10, as the whole push's figure is an average over many chunks."""
+        times = []
+        for _ in range(10):
+            start = time.thread_time()
+            work()
+            times.append(time.thread_time() - start)
+        return statistics.median(times) / chunks
+
+    rounds = []
+    for _ in range(runs):
+        whole = chunk_cpu(fast, x, bandwidth, chunk)
+        at_rate = [per_chunk(lambda r=r: [p(v) for p, v in replay[r]], 2) for r in (True, False)]
+        read = per_chunk(flat.sum, 1)
+        rounds.append((whole, *at_rate, read, chunk_cpu(small, x, bandwidth, chunk)))
+    whole, frame_rate, higher, read, small_weights = (
+        1000 * statistics.median(r) for r in zip(*rounds, strict=True)
+    )
+    offline_chunk = 1000 * offline * (chunk / 24_000) / seconds
+    ms = f"{1000 * chunk / 24_000:g} ms"
+    lines = [
+        ("whole push, encoder + decoder", whole),
+        ("products at the frame rate (1-2 rows), replayed", frame_rate),
+        (f"  reading their {weight_bytes / 1e6:.1f} MB of weights once (a sum)", read),
+        ("products at higher rates, replayed", higher),
+        ("everything else (elementwise, copies, Python)", whole - frame_rate - higher),
+        ("the same layers with small weights (0.06 M params)", small_weights),
+        (f"offline inference copy, per {ms} of audio", offline_chunk),
+    ]
+    print(
+        f"\nWhere a {ms} chunk's CPU time goes at {bandwidth:g} kbps (one stream, steady "
+        f"state, mean of two consecutive chunks; replays and the read: median of 10; median of "
+        f"{runs} rounds), ms:"
+    )
+    for label, value in lines:
+        print(f"  {label:<56} {value:6.2f}")
+    print(f"  (the read: {weight_bytes / read / 1e6:.0f} GB/s)")
 
 
 def main() -> None:
@@ -90,10 +190,11 @@ def main() -> None:
     print(
         "\nRTF and ratios as wall | CPU time (the ratios of CPU times hold on a busy machine)\n"
         f"{'kbps':>5} {'variant':<30} {'RTF':>13} {'/ reference':>11} {'/ offline':>11}"
-        "   per chunk, median / p95 ms: wall | CPU"
+        "   per chunk ms: CPU median / mean / p95 | wall median / p95"
     )
     streams = args.streams
     batch = x.expand(streams, -1, -1).contiguous()
+    offline_cpu = {}
     for bandwidth in BANDWIDTHS:
         ref.set_target_bandwidth(bandwidth)
         per_chunk: dict[str, list[tuple[float, float]]] = {"one": [], "batched": []}
@@ -123,9 +224,10 @@ def main() -> None:
         for key, name in (("one", list(variants)[3]), ("batched", list(variants)[4])):
             timed_chunks = per_chunk[key][len(per_chunk[key]) // (args.runs + 1) :]  # no warm-up
             chunk_columns[name] = (
-                f"{milliseconds([w for w, _ in timed_chunks])} | "
-                f"{milliseconds([c for _, c in timed_chunks])}"
+                f"{milliseconds([c for _, c in timed_chunks], mean=True)} | "
+                f"{milliseconds([w for w, _ in timed_chunks])}"
             )
+        offline_cpu[bandwidth] = cpu["ours, inference copy"] * args.seconds
         for name in variants:
             versus = {
                 base: f"{rtf[name] / rtf[base]:.2f} | {cpu[name] / cpu[base]:.2f}"
@@ -136,6 +238,7 @@ def main() -> None:
                 f"{versus['reference (encodec)']:>11} {versus['ours, inference copy']:>11}   "
                 f"{chunk_columns.get(name, '')}"
             )
+    breakdown(fast, x, chunk, args.runs, offline_cpu[6.0])
 
 
 if __name__ == "__main__":
