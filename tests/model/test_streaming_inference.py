@@ -16,7 +16,7 @@ from encodec_train.model.streaming import _ONEDNN, _Linear
 AUDIO_TOLERANCE = 1e-5
 
 
-@pytest.mark.parametrize("alpha", [1.0, 0.5])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 1.5])
 def test_inference_elu_is_elu(alpha):
     x = torch.linspace(-20, 20, 10_001)
     assert (InferenceELU(alpha)(x) - F.elu(x, alpha)).abs().max().item() < 1e-6
