@@ -110,9 +110,10 @@ class STFTDiscriminator(nn.Module):
         """The first conv's input: `[batch, channels, time]` audio -> real and imaginary
         parts of the normalized STFT, `[batch, 2 * channels, frames, freqs]`, in the memory
         format of the conv weights (channels-last after `to(memory_format=...)`)."""
-        spec = self.spec_transform(x)
-        # [batch, 2 * channels, freqs, frames] -> [batch, 2 * channels, frames, freqs]
-        z = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)
+        spec = torch.view_as_real(self.spec_transform(x))
+        # [batch, channels, freqs, frames, (real, imag)] -> [batch, 2 * channels, frames, freqs]
+        # (all real parts, then all imaginary parts), copied once into the conv's layout.
+        z = spec.permute(0, 4, 1, 3, 2).flatten(1, 2)
         # The first conv is not weight-normed: its weight is a plain parameter.
         return z.contiguous(memory_format=_memory_format(self.convs[0].conv.weight))
 
@@ -125,7 +126,9 @@ class STFTDiscriminator(nn.Module):
         """
         feature_maps = []
         for conv in self.convs:
-            z = F.leaky_relu(conv(z), self.negative_slope)
+            # In place on the conv's output (its backward needs only its input and weight):
+            # the same values, one activation-sized buffer fewer per layer.
+            z = F.leaky_relu(conv(z), self.negative_slope, inplace=True)
             feature_maps.append(z)
         return self.conv_post(z), feature_maps
 
