@@ -65,6 +65,7 @@ SWITCHES = {
     "fused discriminator batches": "module.speed.fused_discriminator_batches",
     "batched adversarial gradients": "module.speed.batched_adversarial_gradients",
     "channels-last discriminator": "module.speed.channels_last",
+    "judge before update": "module.speed.judge_before_update",
 }
 PLAIN = [f"{key}=false" for key in SWITCHES.values()]
 VARIANTS = {
@@ -74,6 +75,17 @@ VARIANTS = {
     # Not exact: bf16 autocast (oneDNN's bf16 kernels on CPUs with AVX512-BF16 or AMX; the
     # quantizer, STFTs and balancer norms stay fp32).
     "defaults + bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "defaults + bf16-mixed + channels-last": [
+        "trainer.precision=bf16-mixed",
+        "module.speed.channels_last=true",
+    ],
+    # Not the same algorithm: the generator judged by the discriminator before its update.
+    "defaults + judge before update": ["module.speed.judge_before_update=true"],
+    "defaults + judge before update + bf16-mixed + channels-last": [
+        "module.speed.judge_before_update=true",
+        "trainer.precision=bf16-mixed",
+        "module.speed.channels_last=true",
+    ],
 }
 PAPER_UPDATE_PROBABILITY = 2 / 3
 

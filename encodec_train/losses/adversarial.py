@@ -221,19 +221,56 @@ class AdversarialLoss(nn.Module):
             scalar loss; its gradient reaches only the discriminator. `metrics` then holds
             the mean real and fake logits and the accuracy (device tensors, no sync).
         """
-        fake = _detach(fake)
-        # Weight norm recomputed per pass: caching it would sum the passes' weight gradients
-        # before its backward instead of after, which rounds differently.
-        if self.fused_batches:
-            logits, _ = self._evaluate(_concatenate(fake, real), index)
-            halves = [scale.chunk(2) for scale in logits]
-            fake_logits = [fake_half for fake_half, _ in halves]
-            real_logits = [real_half for _, real_half in halves]
-        else:
-            fake_logits, _ = self._evaluate(fake, index)
-            real_logits, _ = self._evaluate(real, index)
+        fake_logits, _, real_logits, _ = self._judge_pair(_detach(fake), real, index)
         self.metrics = logit_metrics(real_logits, fake_logits)
         return discriminator_hinge_loss(real_logits, fake_logits)
+
+    def _judge_pair(
+        self, fake: DiscriminatorInput, real: DiscriminatorInput, index: int
+    ) -> tuple[list, list, list, list]:
+        """Logits and feature maps of `fake` and of `real`: one batch with `fused_batches`,
+        else one pass each."""
+        # Weight norm recomputed per pass: caching it would sum the passes' weight gradients
+        # before its backward instead of after, which rounds differently.
+        if not self.fused_batches:
+            return (*self._evaluate(fake, index), *self._evaluate(real, index))
+        logits, maps = self._evaluate(_concatenate(fake, real), index)
+        logits = [scale.chunk(2) for scale in logits]
+        maps = [[layer.chunk(2) for layer in scale] for scale in maps]
+        return (
+            [fake_half for fake_half, _ in logits],
+            [[fake_half for fake_half, _ in scale] for scale in maps],
+            [real_half for _, real_half in logits],
+            [[real_half for _, real_half in scale] for scale in maps],
+        )
+
+    def losses_before_update(
+        self, fake: DiscriminatorInput, real: DiscriminatorInput, index: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The discriminator's loss and the generator's adversarial and feature-matching
+        losses from ONE evaluation of (fake, real): the generator is judged by the
+        discriminator before this step's update (speed switch `judge_before_update`; the
+        paper's order judges it after, with a second evaluation).
+
+        Args:
+            fake: a stand-in for the decoded audio (or its `spectrograms`) that does not
+                lead back to the generator (e.g. `audio.detach().requires_grad_()`), so the
+                discriminator loss's backward reaches the discriminator alone, while the
+                generator's losses have gradients w.r.t. the stand-in.
+            real: original audio (or its `spectrograms`).
+        Returns:
+            `(discriminator_loss, adversarial, feature_matching)`; `metrics` holds the logit
+            statistics. Every backward through them must run before the discriminator's
+            optimizer steps (the graph holds its weights).
+        """
+        fake_logits, fake_maps, real_logits, real_maps = self._judge_pair(fake, real, index)
+        self.metrics = logit_metrics(real_logits, fake_logits)
+        real_maps = [[layer.detach() for layer in scale] for scale in real_maps]
+        return (
+            discriminator_hinge_loss(real_logits, fake_logits),
+            generator_adversarial_loss(fake_logits, self.generator_loss),
+            feature_matching_loss(fake_maps, real_maps, self.feature_matching),
+        )
 
     def train_adversary(
         self,

@@ -88,6 +88,7 @@ class Balancer(nn.Module):
         losses: Mapping[str, Tensor],
         output: Tensor,
         together: Collection[str] = (),
+        stand_ins: Mapping[str, Tensor] | None = None,
     ) -> Tensor:
         """Balanced surrogate loss; updates the EMA of gradient norms and `metrics`.
 
@@ -103,6 +104,9 @@ class Balancer(nn.Module):
             together: names of present losses whose gradients come from one batched backward
                 pass (`is_grads_batched`), e.g. two losses of the same discriminator pass;
                 the others get one `autograd.grad` each. The gradients are the same.
+            stand_ins: for some losses, the tensor they were computed from instead of
+                `output`: a leaf holding `output`'s values (`output.detach().requires_grad_()`),
+                whose gradient is theirs w.r.t. `output`.
         Returns:
             scalar `(output * combined_grad).sum()`, with `combined_grad` detached, so its
             gradient w.r.t. `output` is `combined_grad`.
@@ -113,7 +117,7 @@ class Balancer(nn.Module):
                 f"the balancer weighs {self.names}, got losses {sorted(losses)}: "
                 f"unexpected {unexpected}"
             )
-        grads = output_gradients(losses, output, together)
+        grads = output_gradients(losses, output, together, stand_ins)
         zero = self.norm_sums.new_zeros(())
         # Stacked, not scattered by a mask: no host-device sync.
         norms = torch.stack(
@@ -151,24 +155,33 @@ class Balancer(nn.Module):
 
 
 def output_gradients(
-    losses: Mapping[str, Tensor], output: Tensor, together: Collection[str] = ()
+    losses: Mapping[str, Tensor],
+    output: Tensor,
+    together: Collection[str] = (),
+    stand_ins: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Gradient of each loss w.r.t. `output`; the losses named in `together` (when at least
-    two are present) in one batched backward pass, the others one pass each. Graphs above
-    `output` are retained until the last pass, which frees them."""
+    """Gradient of each loss w.r.t. `output` (or w.r.t. its stand-in in `stand_ins`, a leaf
+    with `output`'s values); the losses named in `together` (when at least two are present,
+    with one stand-in) in one batched backward pass, the others one pass each. Graphs above
+    each tensor are retained until the last pass to it, which frees them."""
+    stand_ins = stand_ins or {}
     batched = [name for name in losses if name in together]
-    if len(batched) < 2:
+    if len(batched) < 2 or len({id(stand_ins.get(name, output)) for name in batched}) > 1:
         batched = []
-    single = [name for name in losses if name not in batched]
-    passes = len(single) + (1 if batched else 0)
+    passes = [[name] for name in losses if name not in batched] + ([batched] if batched else [])
+    targets = [stand_ins.get(names[0], output) for names in passes]
     grads: dict[str, Tensor] = {}
-    for count, name in enumerate(single, start=1):
-        (grads[name],) = torch.autograd.grad(losses[name], [output], retain_graph=count < passes)
-    if batched:
-        stacked = torch.stack([losses[name] for name in batched])
-        basis = torch.eye(len(batched), dtype=stacked.dtype, device=stacked.device)
+    for count, (names, target) in enumerate(zip(passes, targets, strict=True), start=1):
+        retain = any(later is target for later in targets[count:])
+        if len(names) == 1:
+            (grads[names[0]],) = torch.autograd.grad(
+                losses[names[0]], [target], retain_graph=retain
+            )
+            continue
+        stacked = torch.stack([losses[name] for name in names])
+        basis = torch.eye(len(names), dtype=stacked.dtype, device=stacked.device)
         (rows,) = torch.autograd.grad(
-            stacked, [output], basis, retain_graph=False, is_grads_batched=True
+            stacked, [target], basis, retain_graph=retain, is_grads_batched=True
         )
-        grads.update(zip(batched, rows, strict=True))
+        grads.update(zip(names, rows, strict=True))
     return grads

@@ -181,37 +181,61 @@ class CodecGANModule(TrainingRunModule):
 
         metrics: dict[str, torch.Tensor] = {}
         judged = None  # what the discriminator judges, computed once per step when needed
+        # With `judge_before_update`: the generator's adversarial losses from the update's
+        # own pass, and the stand-in for `fake` their gradients are taken at.
+        early_losses: dict[str, torch.Tensor] = {}
+        stand_ins: dict[str, torch.Tensor] = {}
         if plan.update_discriminator:
             with self.phases("discriminator_update"):
-                judged = self._discriminator_inputs(fake, real)
                 # Through Lightning (precision, strategy, hooks), but `global_step` keeps
                 # counting generator updates, one per batch: `max_steps` and checkpoints count
                 # updates.
                 uncounted_step(discriminator_opt)
-                metrics["discriminator_loss"] = self.adversarial.train_adversary(
-                    *judged,
-                    discriminator_opt,
-                    backward=partial(
-                        self._backward,
-                        optimizer=discriminator_opt,
-                        max_norm=self.discriminator_grad_clip,
-                    ),
-                    index=plan.bandwidth_index,
+                backward = partial(
+                    self._backward,
+                    optimizer=discriminator_opt,
+                    max_norm=self.discriminator_grad_clip,
                 )
+                if self.speed.judge_before_update and adversary_on:
+                    stand_in = fake.detach().requires_grad_()
+                    stand_ins = dict.fromkeys(ADVERSARIAL_LOSSES, stand_in)
+                    loss, *both = self.adversarial.losses_before_update(
+                        *self._discriminator_inputs(stand_in, real), index=plan.bandwidth_index
+                    )
+                    early_losses = dict(zip(ADVERSARIAL_LOSSES, both, strict=True))
+                    discriminator_opt.zero_grad(set_to_none=True)
+                    # Gradients for the discriminator only (none for the stand-in); the
+                    # balancer's passes below reuse the graph, so the step waits for them.
+                    judge = self.adversarial.judge(plan.bandwidth_index)
+                    backward(loss, retain_graph=True, inputs=list(judge.parameters()))
+                    metrics["discriminator_loss"] = loss.detach()
+                else:
+                    judged = self._discriminator_inputs(fake, real)
+                    metrics["discriminator_loss"] = self.adversarial.train_adversary(
+                        *judged, discriminator_opt, backward=backward, index=plan.bandwidth_index
+                    )
                 self.train_metrics.add(self.adversarial.metrics, "discriminator/")
                 self.train_metrics.add(
                     {"grad_norm": gradient_norm(self.adversarial.discriminator)}, "discriminator/"
                 )
 
         with self.phases("generator_losses"):
-            if adversary_on and judged is None:
+            if adversary_on and not early_losses and judged is None:
                 judged = self._discriminator_inputs(fake, real)
             losses = self.generator_objective(
-                fake, real, adversarial=adversary_on, index=plan.bandwidth_index, judged=judged
+                fake,
+                real,
+                adversarial=adversary_on and not early_losses,
+                index=plan.bandwidth_index,
+                judged=judged,
             )
+            losses.update(early_losses)
         with self.phases("balancer"):
             together = ADVERSARIAL_LOSSES if self.speed.batched_adversarial_gradients else ()
-            balanced = self.balancer.combine(losses, fake, together)
+            balanced = self.balancer.combine(losses, fake, together, stand_ins)
+        if early_losses:
+            with self.phases("discriminator_update"):
+                discriminator_opt.step()
         with self.phases("generator_backward"):
             generator_opt.zero_grad(set_to_none=True)
             self._backward(
@@ -271,9 +295,12 @@ class CodecGANModule(TrainingRunModule):
             real_spectrograms = self.adversarial.spectrograms(real)
         return self.adversarial.spectrograms(fake), real_spectrograms
 
-    def _backward(self, loss: torch.Tensor, optimizer, max_norm: float | None) -> None:
-        """Backward through Lightning, then clip the gradients of `optimizer`'s parameters."""
-        self.manual_backward(loss)
+    def _backward(
+        self, loss: torch.Tensor, optimizer, max_norm: float | None, **kwargs: Any
+    ) -> None:
+        """Backward through Lightning (`kwargs` go to `Tensor.backward`), then clip the
+        gradients of `optimizer`'s parameters."""
+        self.manual_backward(loss, **kwargs)
         if max_norm is not None:
             self.clip_gradients(
                 optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm"

@@ -1,6 +1,6 @@
 """Speed switches of the training step (docs/speed.md): each one off gives the plain step.
 
-All but `compile` leave the maths as it is; `benchmarks/training_step.py` measures what each
+All but `compile` and `judge_before_update` leave the maths as it is; `benchmarks/training_step.py` measures what each
 buys, `tests/training/test_speed_exactness.py` checks that the losses and updates stay the
 same with each one on and off.
 """
@@ -30,6 +30,11 @@ class SpeedOptions:
             through the discriminator (`is_grads_batched`) instead of one pass each.
         channels_last: the discriminator's 2-D convs run in the channels-last memory layout
             (NHWC), which oneDNN (CPU) and cuDNN (tensor cores) prefer.
+        judge_before_update: on steps that update the discriminator, the generator's
+            adversarial and feature-matching losses come from the update's own evaluation of
+            (fake, real), i.e. from the discriminator before this step's update, instead of a
+            second evaluation after it (the paper's order). One forward pass through the
+            discriminator fewer per step; not the same algorithm (docs/speed.md).
         compile: `torch.compile` backend for the generator's encoder and decoder and the
             discriminator's conv stacks ("inductor", or "aot_eager"/"eager" to debug), or
             None. Compiled kernels may round differently from eager ones.
@@ -39,6 +44,7 @@ class SpeedOptions:
     fused_discriminator_batches: bool
     batched_adversarial_gradients: bool
     channels_last: bool
+    judge_before_update: bool
     compile: str | None
 
     def __post_init__(self) -> None:

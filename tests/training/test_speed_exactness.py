@@ -24,6 +24,7 @@ PLAIN = {
     "fused_discriminator_batches": False,
     "batched_adversarial_gradients": False,
     "channels_last": False,
+    "judge_before_update": False,
     "compile": None,
 }
 
@@ -131,6 +132,59 @@ def test_the_balancer_weighs_batched_gradients_as_single_ones():
     torch.testing.assert_close(norms_2, norms, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_losses_before_update_are_the_pre_update_discriminators_judgement(fused):
+    """One evaluation gives the discriminator's loss and its gradients as its update's own
+    (bit for bit with separate passes) and the generator's losses and their gradients as
+    judged by the same (not yet updated) discriminator."""
+    adversarial = AdversarialLoss(_small_discriminator(), fused_batches=fused)
+    fake, real = _audio(1).requires_grad_(), _audio(2)
+    stand_in = fake.detach().requires_grad_()
+    loss, adv, feat = adversarial.losses_before_update(
+        adversarial.spectrograms(stand_in), adversarial.spectrograms(real)
+    )
+    params = list(adversarial.discriminator.parameters())
+    expected_loss = adversarial.discriminator_loss(fake, real)
+    expected_grads = torch.autograd.grad(expected_loss, params)
+    grads = torch.autograd.grad(loss, params, retain_graph=True)
+    expected_adv, expected_feat = adversarial.generator_losses(fake, real)
+    exact = 0 if not fused else 1e-5  # one batch of 4: the same sums in another order
+    torch.testing.assert_close(loss, expected_loss, rtol=exact, atol=0)
+    for a, b in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=exact, atol=exact / 10)
+    for got, expected in ((adv, expected_adv), (feat, expected_feat)):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+        (at_stand_in,) = torch.autograd.grad(got, [stand_in], retain_graph=True)
+        (at_fake,) = torch.autograd.grad(expected, [fake], retain_graph=True)
+        torch.testing.assert_close(at_stand_in, at_fake, rtol=1e-5, atol=1e-9)
+
+
+def test_the_balancer_takes_a_stand_ins_gradients_as_the_outputs():
+    """Losses computed from a leaf copy of the output are balanced as if computed from the
+    output itself (the gradient reaches the output through the surrogate)."""
+    real = _audio(3)
+    results = []
+    for stand_in in (False, True):
+        adversarial = AdversarialLoss(_small_discriminator())
+        balancer = Balancer({"adversarial": 3.0, "feature_matching": 3.0, "time": 0.1})
+        output = _audio(4).requires_grad_()
+        judged = output.detach().requires_grad_() if stand_in else output
+        adv, feat = adversarial.generator_losses(judged, real)
+        losses = {
+            "time": (output - real).abs().mean(),
+            "adversarial": adv,
+            "feature_matching": feat,
+        }
+        stand_ins = {"adversarial": judged, "feature_matching": judged} if stand_in else {}
+        balancer.combine(losses, output, stand_ins=stand_ins).backward()
+        results.append((output.grad, balancer.norm_sums.clone()))
+        # Every graph above the output and the stand-in was freed by its last pass.
+        with pytest.raises(RuntimeError, match="second time"):
+            torch.autograd.grad(feat, [judged])
+    (grad, norms), (grad_2, norms_2) = results
+    assert torch.equal(grad_2, grad) and torch.equal(norms_2, norms)
+
+
 def test_an_unknown_compile_backend_is_refused():
     with pytest.raises(ValueError, match="module.speed.compile='fast'"):
         SpeedOptions(**{**PLAIN, "compile": "fast"})
@@ -224,3 +278,16 @@ def test_compiled_networks_train_as_eager_ones():
     eager = _train(PLAIN, steps=1)
     compiled = _train({**PLAIN, "compile": "aot_eager"}, steps=1)
     _assert_same_losses(compiled, eager, 1e-4, "compiled")
+
+
+@pytest.mark.slow
+def test_judging_before_the_update_changes_only_what_judges_the_generator():
+    """Not exact by design: the first step's discriminator update, reconstruction losses and
+    commitment are the plain step's bit for bit; only the generator's adversarial losses
+    (judged by the discriminator before its update) differ."""
+    plain = _train(PLAIN, steps=1)[0]
+    early = _train({**PLAIN, "judge_before_update": True}, steps=1)[0]
+    for key in ("discriminator_loss", "loss_time", "loss_mel", "loss_commitment"):
+        assert early[f"train/{key}"] == plain[f"train/{key}"], key
+    for key in ("loss_adversarial", "loss_feature_matching"):
+        assert early[f"train/{key}"] != plain[f"train/{key}"], key
