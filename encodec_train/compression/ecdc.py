@@ -75,7 +75,9 @@ def segment_frames(model: EncodecModel, seconds: float | None) -> int | None:
     if not seconds:
         return None
     if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"segment of {seconds} s: give a positive number of seconds")
+        raise ValueError(
+            f"segment_seconds={seconds}: give a positive number of seconds (0: once per chunk)"
+        )
     return max(1, round(seconds * model.frame_rate))
 
 
