@@ -113,6 +113,7 @@ class Side:
     phases: list[dict[str, float]] = field(default_factory=list)
     peak_bytes: int = 0
     ops: dict[tuple[str, str], float] = field(default_factory=dict)
+    kernels: float = 0.0  # the discriminator's own kernels in the profiled step
 
     def median(self) -> float:
         return statistics.median(self.wall)
@@ -168,9 +169,9 @@ class SideBySide(L.Callback):
             return
         self.reference.record()
         if batch_idx == self.profile_step:
-            with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
                 self.reference(batch_idx, audio)
-            self.theirs.ops = phase_op_seconds(profiler)
+            self.theirs.ops, self.theirs.kernels = phase_op_seconds(profiler)
             return
         wall, cpu = time.perf_counter(), time.process_time()
         self.reference(batch_idx, audio)
@@ -189,7 +190,7 @@ class SideBySide(L.Callback):
             self._window = MemoryWindow(module.device)
             self._window.start()
         elif batch_idx == self.profile_step:
-            self._window = profile(activities=[ProfilerActivity.CPU])
+            self._window = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
             self._window.__enter__()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
@@ -201,7 +202,7 @@ class SideBySide(L.Callback):
             self.ours.peak_bytes = self._window.stop()
         elif batch_idx == self.profile_step:
             self._window.__exit__(None, None, None)
-            self.ours.ops = phase_op_seconds(self._window)
+            self.ours.ops, self.ours.kernels = phase_op_seconds(self._window)
         elif self._timed(batch_idx):
             self.ours.wall.append(wall)
             self.ours.cpu.append(cpu)
@@ -211,10 +212,28 @@ class SideBySide(L.Callback):
             self._reference_step(batch_idx, batch["audio"])
 
 
-def phase_op_seconds(profiler: profile) -> dict[tuple[str, str], float]:
+# The discriminator's own kernels, the same on both sides: its 2-D convolutions (the
+# generator's 1-D convs run as 2-D ones of height 1, their backward on 3-D tensors) and
+# LeakyReLU (the generator's activation is ELU).
+DISCRIMINATOR_KERNELS = "discriminator's 2-D convs and LeakyReLU"
+
+
+def is_discriminator_kernel(event) -> bool:
+    shapes = event.input_shapes
+    first = shapes[0] if shapes else []
+    if event.name == "aten::mkldnn_convolution":
+        return len(first) == 4 and first[2] > 1
+    if event.name == "aten::convolution_backward":
+        return len(first) == 4
+    return event.name.startswith("aten::leaky_relu")
+
+
+def phase_op_seconds(profiler: profile) -> tuple[dict[tuple[str, str], float], float]:
     """Self CPU seconds of a profiled step per (phase, op): each op counts in the innermost
     phase range around it ("rest" outside them); a phase range's own self time (Python and
-    framework work between ops) counts as the op "(between ops)"."""
+    framework work between ops) counts as the op "(between ops)". Also the seconds of the
+    discriminator's own kernels (`is_discriminator_kernel`), all phases together."""
+    kernels = 0.0
     seconds: dict[tuple[str, str], float] = defaultdict(float)
     for event in profiler.events():
         phase = event if event.name in PHASES else event.cpu_parent
@@ -222,7 +241,9 @@ def phase_op_seconds(profiler: profile) -> dict[tuple[str, str], float]:
             phase = phase.cpu_parent
         name = "(between ops)" if event.name in PHASES else event.name
         seconds[(phase.name if phase else "rest", name)] += event.self_cpu_time_total / 1e6
-    return seconds
+        if is_discriminator_kernel(event):
+            kernels += event.self_cpu_time_total / 1e6
+    return seconds, kernels
 
 
 class MemoryWindow:
@@ -398,6 +419,13 @@ def print_profile(run: SideBySide, top: int) -> None:
         for name in ranked[:top]:
             a, b = ours.get((phase, name), 0.0), theirs.get((phase, name), 0.0)
             print(f"    {name[:44]:44s} {a:8.3f} {b:8.3f} {a - b:+8.3f}")
+    steps = [sum(side.values()) for side in (ours, theirs)]
+    kernels = [run.ours.kernels, run.theirs.kernels]
+    print(
+        f"{DISCRIMINATOR_KERNELS}: ours {kernels[0]:.3f} s of {steps[0]:.3f} s "
+        f"({kernels[0] / steps[0]:.0%}), reference {kernels[1]:.3f} s of {steps[1]:.3f} s "
+        f"({kernels[1] / max(steps[1], 1e-9):.0%})"
+    )
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Run by `test_ddp.py` as a script: a short demo training on 2 CPU processes (gloo); each
-rank saves its networks to `<out>/rank<r>.pt`. Lightning relaunches this script per rank."""
+rank saves its networks to `<out>/rank<r>.pt`; further arguments are config overrides.
+Lightning relaunches this script per rank."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from run_helpers import demo_config  # noqa: E402
 from encodec_train.training.builder import fit  # noqa: E402
 
 
-def main(out: Path) -> None:
+def main(out: Path, overrides: list[str]) -> None:
     torch.set_num_threads(1)
     cfg = demo_config(
         out,
@@ -25,6 +26,7 @@ def main(out: Path) -> None:
         "trainer.limit_val_batches=0",
         # The paper's recipes: one discriminator per bandwidth; ranks must agree on it too.
         "training.discriminator_per_bandwidth=true",
+        *overrides,
     )
     module, trainer, _ = fit(cfg)
     torch.save(
@@ -39,4 +41,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2:])

@@ -9,12 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
+# The generator judged by the discriminator before its update: the update's backward
+# reaches the discriminator alone, and the generator's after it, under DDP's reducer too.
+JUDGE_BEFORE_UPDATE = [
+    "training.adversary_start_step=0",
+    "training.discriminator_update_prob=1",
+    "module.speed.judge_before_update=true",
+]
 
-@pytest.mark.slow  # two gloo processes training the demo: ~12 s (make test-all, CI)
-def test_two_ranks_end_with_identical_networks_and_codebooks(tmp_path):
+
+@pytest.mark.slow  # two gloo processes training the demo: ~12 s each (make test-all, CI)
+@pytest.mark.parametrize("overrides", [[], JUDGE_BEFORE_UPDATE], ids=["default", "judge_early"])
+def test_two_ranks_end_with_identical_networks_and_codebooks(tmp_path, overrides):
     worker = Path(__file__).with_name("ddp_worker.py")
     result = subprocess.run(
-        [sys.executable, str(worker), str(tmp_path)],
+        [sys.executable, str(worker), str(tmp_path), *overrides],
         capture_output=True,
         text=True,
         timeout=600,
