@@ -5,10 +5,12 @@ A file's codes are cut into segments of at most `segment` frames (each chunk on 
 48 kHz model's 1 s chunks are segments already); each segment starts a fresh model state,
 so the decoder runs the model for all segments side by side, one step for all of them: a
 file of S segments takes `segment` sequential steps of a batch of S instead of S × `segment`
-steps of one. Encoder and decoder run the same `StepModel` step on the same batches
-(`_lockstep`), so they compute their logits with the same operations on the same shapes;
-`probabilities` turns them into integer weights that the float64 arithmetic makes identical
-across machines (`encodec_train.compression.probabilities` says how sure that is).
+steps of one. The encoder, which knows every code, computes all steps of a group of segments
+at once (`StepModel.all_steps`, one pass over the weights per layer), which gives the
+decoder's step-by-step logits bit for bit; segments longer than the model's context are
+encoded step by step as they are decoded. `probabilities` turns the logits into integer
+weights that the float64 arithmetic makes identical across machines
+(`encodec_train.compression.probabilities` says how sure that is).
 
 The segments share coders: each segment names its stream (one range coder), and a stream
 holds its segments' codes in the order the lockstep visits them: for each group of `batch`
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from encodec_train.compression.probabilities import probabilities
+from encodec_train.compression.small_matmul import padded
 from encodec_train.compression.step_model import StepModel
 
 MAX_BATCH = 64
@@ -32,6 +35,8 @@ MAX_BATCH = 64
 memory: 1.2 MB each for 1 s segments of the paper's 24 kHz model); more run in groups of
 this many. Part of a file's format where segments share a stream (it orders their codes):
 files record it."""
+FORCED_ROWS = 64
+"""Rows (segments × steps) whose probabilities the encoder computes at a time."""
 
 
 def segment_lengths(chunk_frames: Sequence[int], segment: int) -> list[int]:
@@ -52,25 +57,80 @@ def _family():
 
 StepCoder = Callable[[int, int, np.ndarray], np.ndarray]
 """(segment index, step, integer weights [K, card]) → that segment's K codes at the step."""
+WeightsAt = Callable[[int], np.ndarray]
+"""Step → the integer weights [segments, K, card] of a group's segments at that step."""
+
+
+def _forced(model: StepModel, known: Sequence[np.ndarray], steps: int) -> WeightsAt:
+    """The integer weights [segments, K, card] at each step of segments whose codes `known`
+    ([K, frames] each, at most `steps` frames) are known: every step at once, bit for bit
+    those of `StepModel.step`, turned into weights for a block of steps at a time."""
+    levels = known[0].shape[0]
+    inputs = np.zeros((len(known), levels, steps), dtype=np.int64)
+    for row, codes in enumerate(known):
+        inputs[row, :, 1 : codes.shape[1] + 1] = 1 + codes[:, : steps - 1]
+    x = model.all_steps(inputs)  # row s × steps + t: segment s at step t
+    block = max(1, FORCED_ROWS // len(known))
+    cache: dict[int, np.ndarray] = {}
+
+    def weights_at(t: int) -> np.ndarray:
+        first = t - t % block
+        if first not in cache:
+            cache.clear()
+            rows = [
+                s * steps + u
+                for u in range(first, min(first + block, steps))
+                for s in range(len(known))
+            ]
+            gathered = np.zeros((padded(len(rows)), x.shape[1]))
+            gathered[: len(rows)] = x[rows]
+            logits = model.logits(gathered, len(rows), levels)
+            cache[first] = probabilities(logits).reshape(-1, len(known), levels, logits.shape[-1])
+        return cache[first][t - first]
+
+    return weights_at
+
+
+def _stepped(model: StepModel, inputs: np.ndarray, steps: int) -> WeightsAt:
+    """The integer weights at each step of segments whose inputs [segments, K] the caller
+    sets before asking for the next step (the codes just decoded)."""
+    state = model.initial_state(len(inputs), steps)
+
+    def weights_at(t: int) -> np.ndarray:
+        if t != state.step:
+            raise ValueError(f"step {t} asked for; the segments are at step {state.step}")
+        return probabilities(model.step(inputs, state))  # [segments, K, card]
+
+    return weights_at
 
 
 def _lockstep(
-    model: StepModel, lengths: Sequence[int], levels: int, code: StepCoder, batch: int
+    model: StepModel,
+    lengths: Sequence[int],
+    levels: int,
+    code: StepCoder,
+    batch: int,
+    known: Sequence[np.ndarray] | None = None,
 ) -> None:
     """Runs `model` over segments of `lengths` frames side by side, in groups of `batch`
     consecutive segments, handing each step's weights of each unfinished segment to `code`,
     which codes them and returns the segment's codes at that step (the next step's inputs).
-    Finished segments of a group keep their row with zero inputs, so encoder and decoder
-    use the same shapes."""
+    With the codes `known` (encoding), a group within the model's context is computed all at
+    once (`_forced`); else step by step, finished segments keeping their row with zero
+    inputs."""
     if batch < 1:
         raise ValueError(f"batch={batch}: must be ≥ 1")
     for first in range(0, len(lengths), batch):
         group = range(first, min(first + batch, len(lengths)))
         steps = max(lengths[index] for index in group)
-        state = model.initial_state(len(group), steps)
         inputs = np.zeros((len(group), levels), dtype=np.int64)
+        if known is not None and steps <= model.past_context:
+            weights_at = _forced(model, [known[index] for index in group], steps)
+        else:
+            weights_at = _stepped(model, inputs, steps)
+
         for t in range(steps):
-            weights = probabilities(model.step(inputs, state))  # [batch, K, card]
+            weights = weights_at(t)
             for row, index in enumerate(group):
                 inputs[row] = 1 + code(index, t, weights[row]) if t < lengths[index] else 0
 
@@ -94,7 +154,8 @@ def encode_segments(
         encoders[streams[index]].encode(symbols, family, weights)
         return symbols
 
-    _lockstep(model, [segment.shape[-1] for segment in segments], levels, code, batch)
+    lengths = [segment.shape[-1] for segment in segments]
+    _lockstep(model, lengths, levels, code, batch, codes)
     return [encoder.get_compressed() for encoder in encoders]
 
 

@@ -98,25 +98,45 @@ def test_step_model_computes_the_float64_model(levels):
         model.step(inputs[:, :, 3], short)
 
 
+def test_all_steps_at_once_are_the_steps_bit_for_bit():
+    """What the encoder computes in one pass per layer is, bit for bit, what the decoder
+    computes step by step: 5 streams (8 rows with the kernel's padding), 3 codebooks of 4,
+    as many steps as the context (9)."""
+    lm, _ = random_lm_and_codes()
+    model = StepModel(lm)
+    codes = torch.randint(64, (5, 3, 9), generator=torch.Generator().manual_seed(5))
+    inputs = previous_step_inputs(codes).numpy()
+    forced = model.logits(model.all_steps(inputs), 5 * 9, 3).reshape(5, 9, 3, 64)
+    state = model.initial_state(5, 9)
+    for t in range(9):
+        assert np.array_equal(model.step(inputs[:, :, t], state), forced[:, t])
+    with pytest.raises(ValueError, match="at most the context, 9"):
+        model.all_steps(np.zeros((1, 3, 10), dtype=np.int64))
+
+
 def test_segments_round_trip_in_any_grouping():
     """Segments of uneven lengths decode to their codes, each in its own stream or sharing
-    streams; run 1, 2 or 6 side by side (other shapes, other code paths of the matrix
-    kernel), a segment in its own stream gives the same bytes."""
+    streams, run 1, 2 or 6 side by side, longer than the context (9: encoded step by step) or
+    not (encoded all at once); a segment in its own stream gives the same bytes in any
+    grouping."""
     lm, codes = random_lm_and_codes(steps=70)
     model = StepModel(lm)
-    lengths = range_coding.segment_lengths([33, 37], 15)
-    assert lengths == [15, 15, 3, 15, 15, 7]
-    segments = codes.split(lengths, dim=-1)
-    alone, shared = range(6), [0, 0, 0, 1, 1, 1]
-    reference = range_coding.encode_segments(model, segments, alone)
-    for batch in (1, 2, 6):
-        words = range_coding.encode_segments(model, segments, alone, batch)
-        assert all(np.array_equal(a, b) for a, b in zip(words, reference, strict=True))
-        for streams in (alone, shared):
-            words = range_coding.encode_segments(model, segments, streams, batch)
-            assert len(words) == max(streams) + 1
-            decoded = range_coding.decode_segments(model, words, lengths, streams, 4, batch)
-            assert torch.equal(torch.cat(decoded, dim=-1), codes)
+    for segment, lengths in ((15, [15, 15, 3, 15, 15, 7]), (8, [8, 8, 8, 8, 1, 8, 8, 8, 8, 5])):
+        assert range_coding.segment_lengths([33, 37], segment) == lengths
+        segments = codes.split(lengths, dim=-1)
+        alone, shared = (
+            range(len(lengths)),
+            [0] * (len(lengths) // 2) + [1] * (len(lengths) - len(lengths) // 2),
+        )
+        reference = range_coding.encode_segments(model, segments, alone)
+        for batch in (1, 2, 6):
+            words = range_coding.encode_segments(model, segments, alone, batch)
+            assert all(np.array_equal(a, b) for a, b in zip(words, reference, strict=True))
+            for streams in (alone, shared):
+                words = range_coding.encode_segments(model, segments, streams, batch)
+                assert len(words) == max(streams) + 1
+                decoded = range_coding.decode_segments(model, words, lengths, streams, 4, batch)
+                assert torch.equal(torch.cat(decoded, dim=-1), codes)
 
 
 SUBPROCESS = """
