@@ -37,6 +37,9 @@ this many. Part of a file's format where segments share a stream (it orders thei
 files record it."""
 FORCED_ROWS = 64
 """Rows (segments × steps) whose probabilities the encoder computes at a time."""
+FORCED_PASS_ROWS = 4096
+"""Rows the encoder runs through the layers at once, at most (more segments go in several
+passes: a row's result does not depend on the others)."""
 
 
 def segment_lengths(chunk_frames: Sequence[int], segment: int) -> list[int]:
@@ -69,7 +72,10 @@ def _forced(model: StepModel, known: Sequence[np.ndarray], steps: int) -> Weight
     inputs = np.zeros((len(known), levels, steps), dtype=np.int64)
     for row, codes in enumerate(known):
         inputs[row, :, 1 : codes.shape[1] + 1] = 1 + codes[:, : steps - 1]
-    x = model.all_steps(inputs)  # row s × steps + t: segment s at step t
+    per_pass = max(1, FORCED_PASS_ROWS // steps)
+    passes = [inputs[first : first + per_pass] for first in range(0, len(known), per_pass)]
+    # Row s × steps + t: segment s at step t (each pass's padding rows dropped).
+    x = np.concatenate([model.all_steps(part)[: len(part) * steps] for part in passes])
     block = max(1, FORCED_ROWS // len(known))
     cache: dict[int, np.ndarray] = {}
 

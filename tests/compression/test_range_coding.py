@@ -114,7 +114,7 @@ def test_all_steps_at_once_are_the_steps_bit_for_bit():
         model.all_steps(np.zeros((1, 3, 10), dtype=np.int64))
 
 
-def test_segments_round_trip_in_any_grouping():
+def test_segments_round_trip_in_any_grouping(monkeypatch):
     """Segments of uneven lengths decode to their codes, each in its own stream or sharing
     streams, run 1, 2 or 6 side by side, longer than the context (9: encoded step by step) or
     not (encoded all at once); a segment in its own stream gives the same bytes in any
@@ -137,6 +137,11 @@ def test_segments_round_trip_in_any_grouping():
                 assert len(words) == max(streams) + 1
                 decoded = range_coding.decode_segments(model, words, lengths, streams, 4, batch)
                 assert torch.equal(torch.cat(decoded, dim=-1), codes)
+    # The encoder's passes of one segment, probabilities of one step at a time: same bytes.
+    monkeypatch.setattr(range_coding, "FORCED_PASS_ROWS", 8)
+    monkeypatch.setattr(range_coding, "FORCED_ROWS", 1)
+    words = range_coding.encode_segments(model, segments, alone)
+    assert all(np.array_equal(a, b) for a, b in zip(words, reference, strict=True))
 
 
 SUBPROCESS = """
