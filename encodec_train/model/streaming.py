@@ -105,10 +105,14 @@ _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_l
 @cache
 def _few_rows() -> Callable[..., None]:
     """`_few_rows_kernel` compiled by Numba on first use (cached beside this file), so that
-    importing the model does not import Numba."""
+    importing the model does not import Numba. Called when a stream is opened: compiling or
+    loading the kernel (~0.5 s) happens there, not in the first push."""
     from numba import njit
 
-    return njit(fastmath=True, cache=True)(_few_rows_kernel)
+    kernel = njit(fastmath=True, cache=True)(_few_rows_kernel)
+    one = np.ones((1, 1), dtype=np.float32)
+    kernel(one, one, one[0], np.empty_like(one))
+    return kernel
 
 
 def _few_rows_kernel(x, weight, bias, out):  # pragma: no cover - compiled
@@ -156,6 +160,7 @@ class _Linear:
         large = weight.numel() >= _Linear.PACK_FROM
         rows_weight = rows_bias = None
         if cpu_float and large:
+            _few_rows()
             rows_weight = weight.detach().contiguous().numpy()
             rows_bias = (weight.new_zeros(out_features) if bias is None else bias).detach().numpy()
         if _ONEDNN and cpu_float and large and pack:
