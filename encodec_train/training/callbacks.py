@@ -135,14 +135,21 @@ class StopOnSignal(L.Callback):
         self.received: str | None = None
         self.requeue = False
         self._previous: dict[int, object] = {}
+        self._trainer: L.Trainer | None = None
 
     def _handle(self, signum: int, frame) -> None:
         self.received = signal.Signals(signum).name
         log.warning("%s received: stopping after this step and writing last.ckpt", self.received)
+        # Lightning's own SIGTERM handler runs first and calls this one. Its flag would end the
+        # run by a SystemExit(0) at the next batch (of the sanity check too), with no last.ckpt
+        # and no message; this callback stops the run instead, so the flag is cleared.
+        if self._trainer is not None:
+            self._trainer._signal_connector.received_sigterm = False
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         # Before Lightning's own SIGTERM handler, which calls this one as well.
         if stage == "fit":
+            self._trainer = trainer
             self.received, self.requeue = None, False
             self._previous = {
                 sig: signal.signal(sig, self._handle)
@@ -162,6 +169,7 @@ class StopOnSignal(L.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        self._trainer = None
 
 
 class TrainingHealth(PeriodicProbe):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -58,14 +59,25 @@ def logged_steps(run_dir: Path) -> list[dict[str, float]]:
 def signal_during_training(
     command: list[str], signum: int, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run `command` (a training run), send it `signum` once training has started (Lightning
-    has printed the model size), and return its exit status and output."""
+    """Run `command` (a training run into `run_dir=`, made to write last.ckpt every step), send
+    it `signum` once training has made a step, and return its exit status and output.
+
+    Mid-training is where a scheduler's signal lands, and where Lightning's own SIGTERM
+    handler is installed too (a signal before it reaches ours alone)."""
+    run_dir = next(Path(c.split("=", 1)[1]) for c in command if c.startswith("run_dir="))
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*command, "checkpoint_every_n_steps=1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    for line in process.stdout:
-        if "Total params" in line:
-            break
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no checkpoint written: {process.communicate()[0][-3000:]}")
+        time.sleep(0.1)
     process.send_signal(signum)
     output, _ = process.communicate(timeout=300)
     return process.returncode, output
