@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
+from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
 from encodec_train.data.datamodule import AudioDataModule
-from encodec_train.evaluation.metrics import si_snr
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
 from encodec_train.losses.adversarial import DiscriminatorInput
 from encodec_train.model import EncodecModel
@@ -334,8 +334,8 @@ class CodecGANModule(TrainingRunModule):
             values = {
                 "mel": self.mel_loss(fake, target_spectrograms),
                 "time": time_l1(fake, real),
-                # Per channel of each clip, averaged: the evaluation's SI-SNR.
-                "si_snr": si_snr(fake, real).mean().float(),
+                # Per channel of each clip (Le Roux et al., 2019), averaged.
+                "si_snr": scale_invariant_signal_noise_ratio(fake, real).mean(),
             }
             for name, value in values.items():
                 self.log(
