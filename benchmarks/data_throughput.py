@@ -5,8 +5,9 @@ and as OGG Vorbis, then times the training batches of the recipes' own data modu
 (`data=mixture_24khz` with the 24 kHz model, `data=mixture_48khz` with the 48 kHz one: their
 strategies, loudness per file, random gains, clipped mixtures rejected and redrawn, and at
 24 kHz reverberation with probability 0.2, by synthetic room responses standing in for the DNS
-Challenge's) in one single-threaded process, as a worker runs them. Prints the median over several runs, the cost of one
-source (read + resample), and the workers each GPU needs at the paper's 8 segments per update.
+Challenge's) in one single-threaded process, as a worker runs them. Prints the median over
+several runs, the cost of one source (read + resample), and the workers each GPU needs at the
+paper's 8 segments per update.
 
 Rates are per CPU-second of the process (a worker owns a core in training), so a busy machine
 changes them less than wall-clock rates, which are printed beside them. Files stay in the page

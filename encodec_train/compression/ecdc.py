@@ -5,8 +5,8 @@ with its scale). Without an entropy model the codes are bit-packed as the offici
 writes them (version 0: the official reader decodes our files and we decode its). With one,
 they are range-coded with it (`range_coding`, version 1) in segments of `seg` frames that
 the model sees independently (header keys `seg`, and `grp`, the segments coded side by side,
-where there are more than that; 1 s segments by default), or on request arithmetic-coded by the official
-package's coder (`official_coder`, version 0, which the official reader decodes). Our header
+where there are more than that; 1 s segments by default), or on request arithmetic-coded by
+the official package's coder (`official_coder`, version 0, which the official reader decodes). Our header
 adds, to the official keys, `fp` (the codec weights' fingerprint: decoding with other weights
 is refused), `crc` (CRC-32 of the codes, so a corrupted file or a wrong entropy model gives an
 error, never wrong audio) and what the caller passes (e.g. the checkpoints used).

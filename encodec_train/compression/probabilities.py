@@ -2,8 +2,8 @@
 
 Encoder and decoder must build bit-identical distributions. On one machine their logits are
 equal bit for bit (`step_model`: the encoder's all-at-once pass computes each row as the
-decoder's steps do); but the decoder may run on another machine, whose vector units sum the matrix products in
-another order, or with another libm: float results differ in the last bits. So the model
+decoder's steps do); but the decoder may run on another machine, whose vector units sum the
+matrix products in another order, or with another libm: float results differ in the last bits. So the model
 runs in float64 (differences ~1e-15 instead of ~1e-6 in float32), its logits are rounded to
 a grid of 1/64 bit, and everything after that is integer arithmetic:
 

@@ -101,5 +101,3 @@ def find_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
     return [
         (f"{path.name}/{run.relative_to(path)}", run / "checkpoints" / "last.ckpt") for run in runs
     ]
-
-

@@ -185,7 +185,8 @@ class PersistentProblems:
             raise ValueError(f"health patience={self.patience}: must be at least 1 probe")
 
     def update(self, found: dict[str, str]) -> list[str]:
-        """Record one probe's `HealthCheck.problems`; return those seen `patience` times in a row."""
+        """Record one probe's `HealthCheck.problems`; return those seen `patience` times in a
+        row."""
         self.streaks = {signal: self.streaks.get(signal, 0) + 1 for signal in found}
         return [text for signal, text in found.items() if self.streaks[signal] >= self.patience]
 

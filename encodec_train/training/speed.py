@@ -1,8 +1,8 @@
 """Speed switches of the training step (docs/speed.md): each one off gives the plain step.
 
-All but `compile` and `judge_before_update` leave the maths as it is; `benchmarks/training_step.py` measures what each
-buys, `tests/training/test_speed_exactness.py` checks that the losses and updates stay the
-same with each one on and off.
+All but `compile` and `judge_before_update` leave the maths as it is;
+`benchmarks/training_step.py` measures what each buys, `tests/training/test_speed_exactness.py`
+checks that the losses and updates stay the same with each one on and off.
 """
 
 from __future__ import annotations
