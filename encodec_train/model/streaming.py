@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -103,27 +104,18 @@ _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_l
 
 
 @cache
-def _few_rows() -> Callable[..., None]:
-    """`_few_rows_kernel` compiled by Numba on first use (cached beside this file), so that
-    importing the model does not import Numba. Called when a stream is opened: compiling or
-    loading the kernel (~0.5 s) happens there, not in the first push."""
-    from numba import njit
+def _kernels() -> ModuleType:
+    """`stream_kernels`, imported on first use so that importing the model does not import
+    Numba. Called when a stream is opened: compiling the kernels, or loading them from
+    Numba's cache (~0.5 s), happens there, not in the first push."""
+    from encodec_train.model import stream_kernels
 
-    kernel = njit(fastmath=True, cache=True)(_few_rows_kernel)
-    one = np.ones((1, 1), dtype=np.float32)
-    kernel(one, one, one[0], np.empty_like(one))
-    return kernel
+    return stream_kernels
 
 
-def _few_rows_kernel(x, weight, bias, out):  # pragma: no cover - compiled
-    """out = x·weightᵀ + bias, each weight row read once for every row of x (float32)."""
-    for j in range(weight.shape[0]):
-        w = weight[j]
-        for r in range(x.shape[0]):
-            total = np.float32(0.0)
-            for k in range(x.shape[1]):
-                total += x[r, k] * w[k]
-            out[r, j] = total + bias[j]
+def _on_kernels(x: torch.Tensor) -> bool:
+    """Whether `x` is what the Numba kernels take (CPU float32); others go through PyTorch."""
+    return x.dtype == torch.float32 and x.device.type == "cpu"
 
 
 @dataclass(frozen=True)
@@ -131,10 +123,11 @@ class _Linear:
     """x [rows, in] → x·Wᵀ + bias, for the rows a push brings.
 
     A frame-rate layer's push brings one or two rows, and its product only has to read the
-    weight: `_few_rows` reads each weight row once for both, at the speed of a sum over the
+    weight: `few_rows` reads each weight row once for both, at the speed of a sum over the
     weight (cold 4 MB weight: 127 µs for one row, 153 µs for two, a sum 123 µs; oneDNN's
     packed product 142 / 170 µs, MKL's `addmm` 194 / 295 µs; `F.conv1d` on one or two
-    windows several times slower). More rows go to oneDNN with the weight packed once in
+    windows several times slower; on small weights the kernel's call costs less than
+    `addmm`'s). More rows go to oneDNN with the weight packed once in
     its blocked layout (large weights) or to `addmm` with it transposed (small ones, whose
     fixed cost is lower)."""
 
@@ -143,7 +136,7 @@ class _Linear:
     packed: bool
     in_features: int
     out_features: int
-    rows_weight: np.ndarray | None  # [out, in] for `_few_rows`; None: `addmm` always
+    rows_weight: np.ndarray | None  # [out, in] for `few_rows` (CPU float32); None: not there
     rows_bias: np.ndarray | None
 
     PACK_FROM = 16_384  # weights with at least this many elements are packed
@@ -159,8 +152,8 @@ class _Linear:
         cpu_float = weight.dtype == torch.float32 and weight.device.type == "cpu"
         large = weight.numel() >= _Linear.PACK_FROM
         rows_weight = rows_bias = None
-        if cpu_float and large:
-            _few_rows()
+        if cpu_float:
+            _kernels()
             rows_weight = weight.detach().contiguous().numpy()
             rows_bias = (weight.new_zeros(out_features) if bias is None else bias).detach().numpy()
         if _ONEDNN and cpu_float and large and pack:
@@ -172,7 +165,8 @@ class _Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.rows_weight is not None and x.shape[0] <= _Linear.FEW_ROWS:
             out = x.new_empty(x.shape[0], self.out_features)
-            _few_rows()(x.contiguous().numpy(), self.rows_weight, self.rows_bias, out.numpy())
+            rows = x.contiguous().numpy()
+            _kernels().few_rows(rows, self.rows_weight, self.rows_bias, out.numpy())
             return out
         if self.packed:
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
@@ -202,19 +196,34 @@ class _Node:
 
 
 class _Pointwise(_Node):
-    """ELU, identity: each column on its own, nothing held back."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
+    """Identity: each column on its own, nothing held back."""
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
+        return x
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
         return template
 
     def count(self, n: int) -> int:
         return n
+
+
+class _ELU(_Pointwise):
+    """ELU (`nn.ELU` or the inference copy's): one kernel call on CPU float32, where
+    PyTorch takes four operations (`InferenceELU`) or a slow `expm1` (`F.elu`)."""
+
+    def __init__(self, module: nn.ELU) -> None:
+        self.module = module
+        self.alpha = np.float32(module.alpha)
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if not _on_kernels(x):
+            return self.module(x)
+        x = x.contiguous()
+        flat, out = x.view(-1).numpy(), torch.empty_like(x)
+        mantissa, exponent = np.empty_like(flat), np.empty(flat.size, np.int32)
+        _kernels().elu(flat, self.alpha, out.view(-1).numpy(), mantissa, exponent)
+        return out
 
 
 class _Sequence(_Node):
@@ -445,11 +454,12 @@ class _LSTM(_Node):
     """`StreamableLSTM` with its hidden and cell state carried from push to push.
 
     A push of a few frames (the usual streaming case) runs the LSTM equations step by step:
-    the input projection of every step in one product, then one product per step with the
-    recurrent weight, the weights transposed once so that those products read them at the
-    memory's speed, and the gates reordered (i, f, o, g) so one sigmoid covers three.
-    `nn.LSTM` on CPU goes through oneDNN, whose fixed cost per call is ~4× the work of a
-    2-frame push; longer pushes use `nn.LSTM` itself."""
+    the input projection of every step in one product, then the steps, with the recurrent
+    weight transposed once so that their products read it at the memory's speed and the
+    gates reordered (i, f, o, g) so one sigmoid covers three. On CPU float32 one kernel call
+    (`stream_kernels.lstm_steps`) runs a layer's steps, where PyTorch took ~10 operations a
+    step. `nn.LSTM` on CPU goes through oneDNN, whose fixed cost per call is ~4× the work of
+    a 2-frame push; longer pushes use `nn.LSTM` itself."""
 
     STEP_BY_STEP_BELOW = 8
 
@@ -459,39 +469,54 @@ class _LSTM(_Node):
         self.hidden: list[torch.Tensor] = []  # per LSTM layer, [batch, hidden]
         self.cell: list[torch.Tensor] = []
 
+    def _layer_steps(self, layer: int, gates_in: torch.Tensor) -> torch.Tensor:
+        """gates_in [batch, steps, 4·hidden] → hidden states [batch, steps, hidden]."""
+        _, recurrent_linear = self.weights[layer]
+        h, c = self.hidden[layer], self.cell[layer]
+        if _on_kernels(gates_in) and recurrent_linear.rows_weight is not None:
+            out = gates_in.new_empty(*gates_in.shape[:2], h.shape[1])
+            # The state tensors are the layer's own (`push`), updated in place.
+            _kernels().lstm_steps(
+                gates_in.numpy(), recurrent_linear.rows_weight, h.numpy(), c.numpy(), out.numpy()
+            )
+            return out
+        size = h.shape[1]
+        outputs = []
+        for step in range(gates_in.shape[1]):
+            gates = recurrent_linear(h).add_(gates_in[:, step])
+            ifo = gates[:, : 3 * size].sigmoid()
+            c = torch.addcmul(
+                ifo[:, size : 2 * size] * c, ifo[:, :size], gates[:, 3 * size :].tanh()
+            )
+            h = ifo[:, 2 * size :] * c.tanh()
+            outputs.append(h)
+        self.hidden[layer], self.cell[layer] = h, c
+        return torch.stack(outputs, dim=1)
+
     def _steps(self, x: torch.Tensor) -> torch.Tensor:
         """x [batch, time, dim] through every layer, one time step at a time."""
         batch, steps, _ = x.shape
-        size = self.layer.lstm.hidden_size
-        for layer, (input_linear, recurrent_linear) in enumerate(self.weights):
+        for layer, (input_linear, _) in enumerate(self.weights):
             gates_in = input_linear(x.reshape(batch * steps, -1)).view(batch, steps, -1)
-            h, c = self.hidden[layer], self.cell[layer]
-            outputs = []
-            for step in range(steps):
-                gates = recurrent_linear(h).add_(gates_in[:, step])
-                ifo = gates[:, : 3 * size].sigmoid()
-                c = torch.addcmul(
-                    ifo[:, size : 2 * size] * c, ifo[:, :size], gates[:, 3 * size :].tanh()
-                )
-                h = ifo[:, 2 * size :] * c.tanh()
-                outputs.append(h)
-            self.hidden[layer], self.cell[layer] = h, c
-            x = torch.stack(outputs, dim=1)
+            x = self._layer_steps(layer, gates_in)
         return x
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 0:
             return x
         if not self.hidden:
-            zeros = x.new_zeros(x.shape[0], self.layer.lstm.hidden_size)
-            self.hidden = [zeros] * self.layer.lstm.num_layers
-            self.cell = list(self.hidden)
+            lstm = self.layer.lstm
+            self.hidden = [
+                x.new_zeros(x.shape[0], lstm.hidden_size) for _ in range(lstm.num_layers)
+            ]
+            self.cell = [torch.zeros_like(h) for h in self.hidden]
         if x.shape[1] < self.STEP_BY_STEP_BELOW:
             y = self._steps(x)
         else:
             state = (torch.stack(self.hidden), torch.stack(self.cell))
             y, (hidden, cell) = self.layer.lstm(x.transpose(0, 1), state)
-            y, self.hidden, self.cell = y.transpose(0, 1), list(hidden), list(cell)
+            y = y.transpose(0, 1)
+            self.hidden, self.cell = list(hidden.unbind()), list(cell.unbind())
         return y + x if self.layer.skip else y
 
     def flush(self, template: torch.Tensor) -> torch.Tensor:
@@ -530,8 +555,10 @@ def stream_nodes(module: nn.Module) -> _Node:
         return _ConvTranspose(module)
     if isinstance(module, StreamableLSTM):
         return _LSTM(module)
-    if isinstance(module, (nn.ELU, nn.Identity)):
-        return _Pointwise(module)
+    if isinstance(module, nn.ELU):
+        return _ELU(module)
+    if isinstance(module, nn.Identity):
+        return _Pointwise()
     raise TypeError(f"{type(module).__name__} has no streaming implementation")
 
 
@@ -569,16 +596,10 @@ class _Stream:
         return self.template
 
 
-def _codebook_tables(codebook: nn.Module) -> tuple[torch.Tensor, _Linear]:
-    """(codebook [codes, dim], r ↦ ‖e‖² − 2·r·e for every code e). Unpacked: on the one or
-    two rows of a push, `addmm` took half the time of the packed product (0.5 MB)."""
-    embed = codebook.embed
-    return embed, _Linear.of(-2 * embed, embed.pow(2).sum(1), pack=False)
-
-
-def _stacked_codebooks(quantizer: nn.Module) -> torch.Tensor:
-    """Every level's codebook, one after the other: [n_q · codes, dim]."""
-    return torch.cat([layer._codebook.embed for layer in quantizer.vq.layers])
+def _codebook_tables(quantizer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every level's codebook, stacked [n_q, codes, dim], and each code's ‖e‖² [n_q, codes]."""
+    codebooks = torch.stack([layer._codebook.embed for layer in quantizer.vq.layers])
+    return codebooks, codebooks.pow(2).sum(-1)
 
 
 class StreamingEncoder(_Stream):
@@ -593,29 +614,36 @@ class StreamingEncoder(_Stream):
         super().__init__(model)
         self.n_q = model.num_codebooks(bandwidth)
         self.nodes = stream_nodes(model.encoder)
-        self.codebooks = [
-            _prepared(layer._codebook, lambda c=layer._codebook: _codebook_tables(c))
-            for layer in model.quantizer.vq.layers[: self.n_q]
-        ]
+        quantizer = model.quantizer
+        self.codebooks, self.norms = _prepared(quantizer, lambda: _codebook_tables(quantizer))
         self.samples_received = 0
         self.frames_emitted = 0
 
     def _codes(self, latent: torch.Tensor) -> torch.Tensor:
         """Residual quantisation of latent frames [batch, frames, dim], as
         `ResidualVectorQuantizer.encode`: at each level the nearest code by ‖r − e‖², here
-        as argmin of ‖e‖² − 2·r·e, one product per level (‖r‖², the same for every code,
-        changes no choice; the float rounding of the sum differs only at exact ties)."""
+        as argmin of ‖e‖² − 2·r·e (‖r‖², the same for every code, changes no choice; the
+        float rounding of the sum differs only at exact ties). On CPU float32 one kernel
+        call for every level (`stream_kernels.nearest_codes`), else one product a level."""
         batch, frames, dim = latent.shape
         self.frames_emitted += frames
         if frames == 0:
             return torch.zeros(batch, self.n_q, 0, dtype=torch.long, device=latent.device)
-        residual = latent.reshape(batch * frames, dim).float()
-        codes = []
-        for embed, distances in self.codebooks:
-            level = distances(residual).argmin(1)
-            residual = residual - embed[level]
-            codes.append(level)
-        return torch.stack(codes, dim=1).view(batch, frames, self.n_q).transpose(1, 2)
+        residual = latent.reshape(batch * frames, dim).clone()
+        codebooks, norms = self.codebooks[: self.n_q], self.norms[: self.n_q]
+        if _on_kernels(residual):
+            codes = torch.empty(batch * frames, self.n_q, dtype=torch.long)
+            _kernels().nearest_codes(
+                residual.numpy(), codebooks.numpy(), norms.numpy(), codes.numpy()
+            )
+        else:
+            levels = []
+            for embed, norm in zip(codebooks, norms, strict=True):
+                level = torch.addmm(norm, residual, embed.t(), alpha=-2).argmin(1)
+                residual = residual - embed[level]
+                levels.append(level)
+            codes = torch.stack(levels, dim=1)
+        return codes.view(batch, frames, self.n_q).transpose(1, 2)
 
     @torch.inference_mode()
     def push(self, chunk: torch.Tensor) -> torch.Tensor:
@@ -644,7 +672,8 @@ class StreamingDecoder(_Stream):
         super().__init__(model)
         self.nodes = stream_nodes(model.decoder)
         quantizer = model.quantizer
-        self.codebooks = _prepared(quantizer, lambda: _stacked_codebooks(quantizer))
+        codebooks, _ = _prepared(quantizer, lambda: _codebook_tables(quantizer))
+        self.codebooks = codebooks.flatten(0, 1)  # [n_q · codes, dim]
         self.offsets = torch.arange(quantizer.n_q)[:, None] * quantizer.codebook_size
         self.latent_template: torch.Tensor | None = None
 

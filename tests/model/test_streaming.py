@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_equivalence import assert_codes_vary, make_audio, randomize_official_layout_
 
-from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, encodec_tiny
+from encodec_train.model import EncodecModel, encodec_24khz, encodec_48khz, encodec_tiny, streaming
 from encodec_train.model.streaming import StreamingEncoder
 
 HOP = 320
@@ -238,3 +238,12 @@ def test_a_stream_uses_the_weights_as_they_are_when_it_opens():
             layer._codebook.embed.mul_(0.5)
     after, _ = assert_stream_equals_offline(model, audio, 3.0, [480] * 7, [3, 4])
     assert (after != before).any()
+
+
+def test_a_stream_off_the_kernels_equals_offline(monkeypatch):
+    """The Numba kernels take CPU float32; a stream on another device runs the same layers
+    through PyTorch. Forced here on the CPU."""
+    monkeypatch.setattr(streaming, "_on_kernels", lambda x: False)
+    audio = make_audio(24_000, 1, 6000, batch=2, seed=4)
+    codes, _ = assert_stream_equals_offline(tiny(), audio, 3.0, [480] * 5 + [1, 900], [2, 1, 5])
+    assert_codes_vary(codes)
