@@ -18,10 +18,14 @@ decoder), CPU median / mean / p95 and wall median / p95; 20 ms chunks complete o
 frames in turn, so the mean is the sustained cost.
 
 Then, at 6 kbps, where one stream's chunk goes (CPU time per 20 ms chunk, steady state):
-its matrix products replayed alone, the time to read every weight they use once (a sum over
-as many bytes: the memory's floor for any kernel), the same layers with small weights (what
-the ~550 operations per chunk cost by themselves), and the offline inference copy's time for
-20 ms of audio. Not a pass/fail test.
+its matrix products and its LSTM-step and codebook-search kernels replayed alone, the time to
+read every frame-rate weight once (a sum over as many bytes: the memory's floor for any
+kernel), the same layers with small weights (what the operations per chunk cost by
+themselves), and the offline inference copy's time for 20 ms of audio. A stream does the
+offline work of its 20 ms and, beyond it, reads every frame-rate weight once per chunk
+(offline reads them once per signal): offline with its frame-rate layers' time replaced by
+that read is the floor printed last.
+Not a pass/fail test.
 
     .venv/bin/python benchmarks/inference.py [--seconds 10] [--runs 3] [--chunk-ms 20]
 """
@@ -38,7 +42,8 @@ from contextlib import contextmanager
 import torch
 from codec_speed import make_audio, reference_with_random_codebooks
 
-from encodec_train.model import EncodecModel, encodec_24khz
+from encodec_train.model import EncodecModel, encodec_24khz, stream_kernels
+from encodec_train.model.conv import StreamableConvTranspose1d
 from encodec_train.model.streaming import _Linear
 
 BANDWIDTHS = (1.5, 6.0, 24.0)
@@ -75,19 +80,35 @@ def milliseconds(seconds: list[float], mean: bool = False) -> str:
 
 
 @contextmanager
-def recorded_products(calls: list[tuple[_Linear, int]]) -> Iterator[None]:
-    """Append (product, rows) for every matrix product a stream computes in the block."""
+def recorded_products(
+    calls: list[tuple[_Linear, int]], steps: list[tuple[Callable, tuple]]
+) -> Iterator[None]:
+    """Append (product, rows) for every matrix product a stream computes in the block, and
+    (kernel, copied arguments) for every call of the LSTM-step and codebook-search kernels."""
     call = _Linear.__call__
+    kernels = {name: getattr(stream_kernels, name) for name in ("lstm_steps", "nearest_codes")}
 
     def record(self: _Linear, x: torch.Tensor) -> torch.Tensor:
         calls.append((self, x.shape[0]))
         return call(self, x)
 
+    def recording(kernel: Callable) -> Callable:
+        def run(*args: object) -> None:
+            copies = tuple(a.copy() if hasattr(a, "copy") else a for a in args)
+            steps.append((kernel, copies, args[1].ctypes.data))
+            kernel(*args)
+
+        return run
+
     _Linear.__call__ = record
+    for name, kernel in kernels.items():
+        setattr(stream_kernels, name, recording(kernel))
     try:
         yield
     finally:
         _Linear.__call__ = call
+        for name, kernel in kernels.items():
+            setattr(stream_kernels, name, kernel)
 
 
 def chunk_cpu(model: EncodecModel, x: torch.Tensor, bandwidth: float, chunk: int) -> float:
@@ -97,23 +118,58 @@ def chunk_cpu(model: EncodecModel, x: torch.Tensor, bandwidth: float, chunk: int
     return statistics.mean(cpu for _, cpu in per_chunk[10:])
 
 
+def offline_frame_rate(fast: EncodecModel, x: torch.Tensor, bandwidth: float) -> float:
+    """Thread CPU seconds that the offline `decode(encode(x))` spends in the layers at the
+    frame rate: the encoder from its last strided conv on, the quantizer, and the decoder up
+    to its first transposed conv (median of 3, forward hooks)."""
+    encoder, decoder = list(fast.encoder.model), list(fast.decoder.model)
+    last_strided = max(i for i, m in enumerate(encoder) if getattr(m, "stride", 1) > 1)
+    first_transposed = next(
+        i for i, m in enumerate(decoder) if isinstance(m, StreamableConvTranspose1d)
+    )
+    layers = [*encoder[last_strided:], fast.quantizer, *decoder[: first_transposed + 1]]
+    spent, started = [0.0], [0.0]
+    hooks = [
+        m.register_forward_pre_hook(lambda *_: started.__setitem__(0, time.thread_time()))
+        for m in layers
+    ]
+    hooks += [
+        m.register_forward_hook(
+            lambda *_: spent.__setitem__(0, spent[0] + time.thread_time() - started[0])
+        )
+        for m in layers
+    ]
+    totals = []
+    with torch.inference_mode():
+        for _ in range(3):
+            spent[0] = 0.0
+            fast.decode(fast.encode(x, bandwidth))
+            totals.append(spent[0])
+    for hook in hooks:
+        hook.remove()
+    return statistics.median(totals)
+
+
 def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offline: float) -> None:
     """Where a steady-state chunk's CPU time goes, at 6 kbps (see the module docstring)."""
     bandwidth, seconds = 6.0, x.shape[-1] / 24_000
     calls: list[tuple[_Linear, int]] = []
+    steps: list[tuple[Callable, tuple, int]] = []
     with fast.streaming(bandwidth) as stream:
         for index, start in enumerate(range(0, 102 * chunk, chunk)):
             if index < 100:  # past the start-up; then one 1-frame and one 2-frame chunk
                 stream.decoder.push(stream.encoder.push(x[..., start : start + chunk]))
                 continue
-            with recorded_products(calls):
+            with recorded_products(calls, steps):
                 stream.decoder.push(stream.encoder.push(x[..., start : start + chunk]))
-    # Frame-rate products (1 or 2 rows: the LSTMs, the 75 Hz convs, the codebooks) and the rest.
+    # Frame-rate work: products of 1 or 2 rows (the 75 Hz convs, the LSTMs' input
+    # projections), the LSTMs' steps and the codebook search; then the products at higher rates.
     replay: dict[bool, list] = {True: [], False: []}
     for product, rows in calls:
         replay[rows <= 2].append((product, torch.randn(rows, product.in_features)))
     used = {id(product): product for product, _ in replay[True]}.values()
     weight_bytes = sum(4 * p.in_features * p.out_features for p in used)
+    weight_bytes += sum({key: args[1].nbytes for _, args, key in steps}.values())
     flat = torch.randn(weight_bytes // 4)
     torch.manual_seed(0)
     small = encodec_24khz(n_filters=2, dimension=16).eval()
@@ -134,21 +190,27 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
     for _ in range(runs):
         whole = chunk_cpu(fast, x, bandwidth, chunk)
         at_rate = [per_chunk(lambda r=r: [p(v) for p, v in replay[r]], 2) for r in (True, False)]
+        kernels = per_chunk(lambda: [kernel(*args) for kernel, args, _ in steps], 2)
         read = per_chunk(flat.sum, 1)
-        rounds.append((whole, *at_rate, read, chunk_cpu(small, x, bandwidth, chunk)))
-    whole, frame_rate, higher, read, small_weights = (
+        rounds.append((whole, *at_rate, kernels, read, chunk_cpu(small, x, bandwidth, chunk)))
+    whole, frame_rate, higher, kernels, read, small_weights = (
         1000 * statistics.median(r) for r in zip(*rounds, strict=True)
     )
     offline_chunk = 1000 * offline * (chunk / 24_000) / seconds
+    frame_rate_offline = 1000 * offline_frame_rate(fast, x, bandwidth) * (chunk / 24_000) / seconds
+    floor = offline_chunk - frame_rate_offline + read
     ms = f"{1000 * chunk / 24_000:g} ms"
     lines = [
         ("whole push, encoder + decoder", whole),
         ("products at the frame rate (1-2 rows), replayed", frame_rate),
+        ("LSTM steps and codebook search (kernels), replayed", kernels),
         (f"  reading their {weight_bytes / 1e6:.1f} MB of weights once (a sum)", read),
         ("products at higher rates, replayed", higher),
-        ("everything else (elementwise, copies, Python)", whole - frame_rate - higher),
+        ("everything else (elementwise, copies, Python)", whole - frame_rate - kernels - higher),
         ("the same layers with small weights (0.06 M params)", small_weights),
         (f"offline inference copy, per {ms} of audio", offline_chunk),
+        ("  of which its frame-rate layers and the quantizer", frame_rate_offline),
+        ("offline, frame-rate work replaced by the read (floor)", floor),
     ]
     print(
         f"\nWhere a {ms} chunk's CPU time goes at {bandwidth:g} kbps (one stream, steady "
@@ -157,7 +219,10 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
     )
     for label, value in lines:
         print(f"  {label:<56} {value:6.2f}")
-    print(f"  (the read: {weight_bytes / read / 1e6:.0f} GB/s)")
+    print(
+        f"  (the read: {weight_bytes / read / 1e6:.0f} GB/s; that floor is "
+        f"{floor / offline_chunk:.2f}x offline, the push {whole / offline_chunk:.2f}x)"
+    )
 
 
 def main() -> None:
