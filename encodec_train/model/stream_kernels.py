@@ -129,3 +129,20 @@ def nearest_codes(residual, codebooks, norms, codes):  # pragma: no cover - comp
                     codes[r, level] = k
         for r in range(rows):
             residual[r] -= codebooks[level, codes[r, level]]
+
+
+def warm_up() -> None:
+    """Compile every kernel (or load it from the cache) for the argument types a stream
+    passes, so that a live stream's first push does not wait for it (~6 s uncached)."""
+    one = np.ones((1, 1), dtype=np.float32)
+    flat, exponent = np.ones(1, dtype=np.float32), np.ones(1, dtype=np.int32)
+    few_rows(one, one, flat, np.empty_like(one))
+    elu(flat, np.float32(1.0), np.empty_like(flat), np.empty_like(flat), exponent)
+    lstm_steps(
+        np.zeros((1, 1, 4), np.float32),
+        one,
+        one.copy(),
+        one.copy(),
+        np.empty((1, 1, 1), np.float32),
+    )
+    nearest_codes(one.copy(), np.ones((1, 1, 1), np.float32), one, np.empty((1, 1), np.int64))

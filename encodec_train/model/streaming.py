@@ -106,10 +106,11 @@ _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_l
 @cache
 def _kernels() -> ModuleType:
     """`stream_kernels`, imported on first use so that importing the model does not import
-    Numba. Called when a stream is opened: compiling the kernels, or loading them from
-    Numba's cache (~0.5 s), happens there, not in the first push."""
+    Numba. Called when a stream is opened: compiling the kernels (~6 s), or loading them
+    from Numba's cache (~0.5 s), happens there, not in the first push."""
     from encodec_train.model import stream_kernels
 
+    stream_kernels.warm_up()
     return stream_kernels
 
 

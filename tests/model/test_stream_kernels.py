@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from encodec_train.model import encodec_tiny
 from encodec_train.model import stream_kernels as kernels
 
 
@@ -55,3 +56,14 @@ def test_nearest_codes_are_the_nearest_codewords_level_by_level():
         assert codes[:, level].tolist() == nearest.tolist()
         expected_residual = expected_residual - codebook[nearest]
     assert np.abs(residual - expected_residual.numpy()).max() < 1e-5
+
+
+def test_a_stream_compiles_its_kernels_when_it_opens_not_in_a_push():
+    """A live stream's first push must not wait seconds for Numba: opening the stream warms
+    every kernel up for exactly the argument types its pushes pass (no new compilation)."""
+    names = ("few_rows", "elu", "lstm_steps", "nearest_codes")
+    with encodec_tiny().streaming(3.0) as stream:
+        opened = {name: len(getattr(kernels, name).signatures) for name in names}
+        stream.decoder.push(stream.encoder.push(torch.randn(2, 1, 4000)))
+        pushed = {name: len(getattr(kernels, name).signatures) for name in names}
+    assert all(opened.values()) and pushed == opened
