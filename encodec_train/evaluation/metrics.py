@@ -4,7 +4,10 @@ Every metric takes `reference` and `degraded` as float tensors `[channels, time]
 `sample_rate`, plus the `domain` of the audio (speech / general / music), and returns a float.
 Inputs are checked (same shape, finite, reference not silent, rate high enough); a metric
 that has no meaning for the input (PESQ on music, any metric of a silent reference) raises
-`MetricNotApplicable` with the reason, which reports show instead of a number.
+`MetricNotApplicable` with the reason, which reports show instead of a number. A reference
+channel is silent when its RMS about its mean is below `SILENCE_DB` (`silent`); SI-SNR leaves
+silent channels out of its mean and counts them (`si_snr_mean`, which validation during
+training uses too).
 
 The perceptual metrics come from the `eval` extra (`pip install encodec-train[eval]`) and
 are imported on first use, so training never needs them:
@@ -31,7 +34,10 @@ from torch import Tensor
 from encodec_train.losses import MultiScaleMelLoss
 
 SILENCE_DB = -60.0
-"""A reference whose RMS is below this (dBFS) is silent: no metric is defined on it."""
+"""A reference channel whose RMS about its mean is below this, in dB relative to full scale
+(1.0), is silent: SI-SNR is undefined on it (its projection is zero, or rounding noise), and
+no metric scores a clip whose channels all are. 40 dB under the test sets' −20 dBFS level and
+far above 16-bit quantisation noise (about −101 dBFS)."""
 
 
 class MetricNotApplicable(ValueError):
@@ -44,7 +50,8 @@ def si_snr(degraded: Tensor, reference: Tensor, eps: float = 1e-12) -> Tensor:
     Both signals are made zero-mean; the target is the projection of the degraded signal on
     the reference, `s_t = <d, r> r / ||r||²`, the noise `e = d − s_t`, and
     SI-SNR = 10 log10(||s_t||² / ||e||²). A scaled copy of the reference scores very high
-    (limited by `eps`), whatever the scale.
+    (limited by `eps`), whatever the scale. On a silent reference the value means nothing:
+    `si_snr_mean` leaves those out.
 
     Args:
         degraded, reference: `[..., time]`.
@@ -59,6 +66,36 @@ def si_snr(degraded: Tensor, reference: Tensor, eps: float = 1e-12) -> Tensor:
     target = scale * reference
     noise = degraded - target
     return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+def silent(reference: Tensor, silence_db: float = SILENCE_DB) -> Tensor:
+    """`[..., time]` → `[...]` bool: where the reference's RMS about its mean (the part SI-SNR
+    projects on) is below `silence_db` dBFS."""
+    centred = reference.double() - reference.double().mean(-1, keepdim=True)
+    return centred.pow(2).mean(-1) < 10 ** (silence_db / 10)
+
+
+@dataclass(frozen=True)
+class SiSnrMean:
+    """SI-SNR averaged over the channels whose reference is not silent.
+
+    Attributes:
+        value: the mean in dB (0-dim float64 tensor); NaN when every reference is silent.
+        scored: channels in the mean.
+        silent: channels left out because their reference is silent.
+    """
+
+    value: Tensor
+    scored: int
+    silent: int
+
+
+def si_snr_mean(degraded: Tensor, reference: Tensor, silence_db: float = SILENCE_DB) -> SiSnrMean:
+    """`si_snr` of every channel of `[..., time]` signals, averaged over the channels whose
+    reference is not `silent`; those are left out of the mean and counted."""
+    quiet = silent(reference, silence_db)
+    values = si_snr(degraded, reference)[~quiet]
+    return SiSnrMean(values.mean(), values.numel(), int(quiet.sum()))
 
 
 class MelDistance:
@@ -99,8 +136,7 @@ def check_pair(reference: Tensor, degraded: Tensor, sample_rate: int) -> None:
         raise ValueError(f"sample_rate={sample_rate} must be positive")
     if not (torch.isfinite(reference).all() and torch.isfinite(degraded).all()):
         raise ValueError("reference or degraded audio holds NaN or infinite values")
-    rms = reference.double().pow(2).mean().sqrt()
-    if rms <= 10 ** (SILENCE_DB / 20):
+    if silent(reference).all():
         raise MetricNotApplicable(f"the reference is silent (RMS below {SILENCE_DB:g} dBFS)")
 
 
@@ -121,8 +157,9 @@ def _mono_at(audio: Tensor, sample_rate: int, target_rate: int, name: str) -> np
 
 
 def si_snr_metric(reference: Tensor, degraded: Tensor, sample_rate: int, domain: str) -> float:
-    """SI-SNR in dB, averaged over channels."""
-    return float(si_snr(degraded, reference).mean())
+    """SI-SNR in dB, averaged over the channels whose reference is not silent (`check_pair`
+    has refused a clip whose channels all are)."""
+    return float(si_snr_mean(degraded, reference).value)
 
 
 @functools.cache

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
-from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
 from encodec_train.data.datamodule import AudioDataModule
+from encodec_train.evaluation.metrics import si_snr_mean
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
 from encodec_train.losses.adversarial import DiscriminatorInput
 from encodec_train.model import EncodecModel
@@ -74,6 +74,8 @@ class CodecGANModule(TrainingRunModule):
             it is past chance when its gradients start to count (0: from the first step, as
             the paper).
         speed: how the step computes (`SpeedOptions`, docs/speed.md), never what.
+        si_snr_silence_db: validation's SI-SNR leaves out, and counts, the reference channels
+            whose RMS is below this (dBFS; `evaluation.metrics.si_snr_mean`).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class CodecGANModule(TrainingRunModule):
         adversary_start_step: int,
         discriminator_per_bandwidth: bool,
         speed: SpeedOptions | Mapping[str, Any],
+        si_snr_silence_db: float,
     ) -> None:
         super().__init__(seed, log_every_n_steps)
         if not 0.0 <= discriminator_update_prob <= 1.0:
@@ -141,6 +144,7 @@ class CodecGANModule(TrainingRunModule):
             raise ValueError(f"adversary_start_step={adversary_start_step} must be ≥ 0")
         self.adversary_start_step = adversary_start_step
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
+        self.si_snr_silence_db = si_snr_silence_db
         # Profiler ranges around the step's phases; benchmarks time them.
         self.phases = StepPhases()
 
@@ -329,21 +333,28 @@ class CodecGANModule(TrainingRunModule):
         real, mask = batch["audio"], batch["mask"]
         generator = self.evaluation_generator()
         target_spectrograms = self.mel_loss.spectrograms(real)
+        segments = real.shape[0]
         for bandwidth in generator.target_bandwidths:
             fake = generator(real, bandwidth).audio * mask
+            si_snr = si_snr_mean(fake, real, self.si_snr_silence_db)
+            # (value, weight in the epoch's mean): SI-SNR is the evaluation's, per channel
+            # whose reference is not silent, so an all-silent batch (NaN) weighs nothing.
             values = {
-                "mel": self.mel_loss(fake, target_spectrograms),
-                "time": time_l1(fake, real),
-                # Per channel of each clip (Le Roux et al., 2019), averaged.
-                "si_snr": scale_invariant_signal_noise_ratio(fake, real).mean(),
+                "mel": (self.mel_loss(fake, target_spectrograms), segments),
+                "time": (time_l1(fake, real), segments),
+                "si_snr": (si_snr.value.float().nan_to_num(), si_snr.scored),
             }
-            for name, value in values.items():
+            for name, (value, weight) in values.items():
                 self.log(
-                    f"valid/{name}@{bandwidth:g}kbps",
-                    value,
-                    batch_size=real.shape[0],
-                    sync_dist=True,
+                    f"valid/{name}@{bandwidth:g}kbps", value, batch_size=weight, sync_dist=True
                 )
+            self.log(
+                f"valid/si_snr_silent@{bandwidth:g}kbps",
+                float(si_snr.silent),
+                batch_size=segments,
+                reduce_fx="sum",
+                sync_dist=True,
+            )
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -31,9 +31,10 @@ PREFIX = "heldout"
 
 class HeldOutValidation(L.Callback):
     """Every `every_n_steps` updates, code every file of a held-out test manifest at every
-    training bandwidth and log under `heldout/`: mel distance and SI-SNR each time, the
-    `perceptual_metrics` (ViSQOL, PESQ) every `perceptual_every` validations, and per level
-    of the codebooks the share of codes used and their perplexity. The first file of each
+    training bandwidth and log under `heldout/`: mel distance and SI-SNR each time (and how
+    many files SI-SNR left out for a silent reference), the `perceptual_metrics` (ViSQOL,
+    PESQ) every `perceptual_every` validations, and per level of the codebooks the share of
+    codes used and their perplexity. The first file of each
     category, for up to `examples` categories, is written (and sent to W&B) as audio and a
     mel-spectrogram image.
 
@@ -140,6 +141,8 @@ class HeldOutValidation(L.Callback):
             mean = mean_or_none(found)
             if mean is not None:
                 values[f"{PREFIX}/{name}@{bandwidth:g}kbps"] = mean
+            if name == "si_snr":  # the files it left out: their reference is silent
+                values[f"{PREFIX}/si_snr_silent@{bandwidth:g}kbps"] = float(found.count(None))
         for level, histogram in enumerate(counts):
             values[f"{PREFIX}/codebook_usage/level_{level}"] = float((histogram > 0).float().mean())
             values[f"{PREFIX}/codebook_perplexity/level_{level}"] = float(perplexity(histogram))

@@ -9,11 +9,32 @@ import torch
 from eval_signals import with_noise
 
 from encodec_train.evaluation.metrics import (
+    SILENCE_DB,
     MelDistance,
     MetricNotApplicable,
     compute,
     si_snr,
+    si_snr_mean,
 )
+
+# Zero-mean by hand: the projection of DEGRADED on REFERENCE is 6/4 · REFERENCE =
+# [1.5, −1.5, 1.5, −1.5], the rest [0.5, 0.5, −0.5, −0.5]: SI-SNR = 10 log10(9 / 1).
+REFERENCE = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+DEGRADED = torch.tensor([2.0, -1.0, 1.0, -2.0], dtype=torch.float64)
+HAND_SI_SNR = 10 * math.log10(9.0)
+
+
+def at_dbfs(signal: torch.Tensor, level_db: float) -> torch.Tensor:
+    """`signal` scaled so that its RMS about its mean is `level_db` dBFS."""
+    centred = signal - signal.mean(-1, keepdim=True)
+    return signal * 10 ** (level_db / 20) / centred.pow(2).mean(-1, keepdim=True).sqrt()
+
+
+def test_si_snr_of_a_small_signal_is_the_hand_computed_value_whatever_the_offsets():
+    assert float(si_snr(DEGRADED, REFERENCE)) == pytest.approx(HAND_SI_SNR, abs=1e-9)
+    # Both made zero-mean first, and a gain on the degraded signal changes nothing.
+    shifted = si_snr(0.2 * DEGRADED + 0.3, REFERENCE - 0.7)
+    assert float(shifted) == pytest.approx(HAND_SI_SNR, abs=1e-9)
 
 
 def test_si_snr_of_a_scaled_copy_is_very_high_whatever_the_scale():
@@ -38,6 +59,39 @@ def test_si_snr_of_orthogonal_noise_is_the_energy_ratio_exactly():
 def test_si_snr_of_random_noise_at_a_known_snr_is_that_snr(speech):
     for snr in (0.0, 10.0, 20.0):
         assert float(si_snr(with_noise(speech, snr), speech)) == pytest.approx(snr, abs=0.1)
+
+
+def test_silent_references_are_left_out_of_the_mean_and_counted():
+    # Target = the reference itself, noise ±0.5: SI-SNR 10 log10(4 / 1).
+    noisy = REFERENCE + 0.5 * torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
+    pairs = [  # (reference, degraded) per segment: two normal ones, then three silent ones
+        (REFERENCE, DEGRADED),
+        (at_dbfs(REFERENCE, SILENCE_DB + 1), noisy),  # quiet, just above the threshold
+        (torch.zeros(4, dtype=torch.float64), DEGRADED),
+        (at_dbfs(REFERENCE, SILENCE_DB - 1), DEGRADED),  # just below it
+        (torch.full((4,), 0.5, dtype=torch.float64), DEGRADED),  # a DC offset, no signal
+    ]
+    references, degraded = (torch.stack(signals)[:, None] for signals in zip(*pairs, strict=True))
+    result = si_snr_mean(degraded, references)  # [segments, channels, time]
+    assert float(result.value) == pytest.approx((HAND_SI_SNR + 10 * math.log10(4.0)) / 2)
+    assert (result.scored, result.silent) == (2, 3)
+    # A stricter threshold leaves out the quiet segment too.
+    stricter = si_snr_mean(degraded, references, silence_db=SILENCE_DB + 2)
+    assert float(stricter.value) == pytest.approx(HAND_SI_SNR)
+    assert (stricter.scored, stricter.silent) == (1, 4)
+
+
+def test_si_snr_of_only_silent_references_is_nan_with_every_channel_counted():
+    result = si_snr_mean(DEGRADED.expand(3, 2, 4), torch.zeros(3, 2, 4))
+    assert math.isnan(float(result.value))
+    assert (result.scored, result.silent) == (0, 6)
+
+
+def test_the_evaluation_scores_the_channels_of_a_clip_that_are_not_silent(speech):
+    noisy = with_noise(speech, 10.0)
+    half_silent = torch.cat([speech, torch.zeros_like(speech)])
+    value = compute("si_snr", half_silent, torch.cat([noisy, noisy]), 16000, "speech")
+    assert value == pytest.approx(float(si_snr(noisy, speech)), abs=1e-9)
 
 
 def test_mel_distance_is_the_mean_absolute_mel_difference(speech):
