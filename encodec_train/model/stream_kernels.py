@@ -117,6 +117,7 @@ def nearest_codes(residual, codebooks, norms, codes):  # pragma: no cover - comp
     best = np.empty(rows, np.float32)
     for level in range(levels):
         best[:] = np.float32(3.4e38)  # not inf: fastmath assumes no infinities
+        codes[:, level] = 0  # the first code if every distance overflows
         for k in range(size):
             e = codebooks[level, k]
             for r in range(rows):
