@@ -49,9 +49,12 @@ def si_snr(degraded: Tensor, reference: Tensor, eps: float = 1e-12) -> Tensor:
 
     Both signals are made zero-mean; the target is the projection of the degraded signal on
     the reference, `s_t = <d, r> r / ||r||²`, the noise `e = d − s_t`, and
-    SI-SNR = 10 log10(||s_t||² / ||e||²). A scaled copy of the reference scores very high
-    (limited by `eps`), whatever the scale. On a silent reference the value means nothing:
-    `si_snr_mean` leaves those out.
+    SI-SNR = 10 log10(||s_t||² / (||e||² + eps) + eps). A scaled copy of the reference scores
+    very high (limited by `eps`), whatever the scale; an output with nothing of the reference
+    in it (zeros, a constant, a signal orthogonal to it) scores the floor 10 log10(eps),
+    −120 dB, where eps on both sides of the ratio would give a silent output 0 dB, better
+    than a poor codec's. On a silent reference the value means nothing: `si_snr_mean`
+    leaves those out.
 
     Args:
         degraded, reference: `[..., time]`.
@@ -65,7 +68,7 @@ def si_snr(degraded: Tensor, reference: Tensor, eps: float = 1e-12) -> Tensor:
     )
     target = scale * reference
     noise = degraded - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+    return 10 * torch.log10(target.pow(2).sum(-1) / (noise.pow(2).sum(-1) + eps) + eps)
 
 
 def silent(reference: Tensor, silence_db: float = SILENCE_DB) -> Tensor:

@@ -43,6 +43,16 @@ def test_si_snr_of_a_scaled_copy_is_very_high_whatever_the_scale():
         assert (si_snr(scale * reference, reference) > 100).all()
 
 
+def test_an_output_with_nothing_of_the_reference_scores_the_floor():
+    """A collapsed codec (zeros, a constant) or an output orthogonal to the reference must
+    score below any output that carries the reference, not 0 dB: 10 log10(1e-12)."""
+    reference = torch.tensor([1.0, -2.0, 3.0, -2.0])
+    orthogonal = torch.tensor([-5.0, 1.0, 3.0, 1.0])  # zero mean, <o, r> = 0
+    for output in (torch.zeros(4), torch.full((4,), 0.3), orthogonal):
+        assert float(si_snr(output, reference)) == pytest.approx(-120.0, abs=1e-9)
+    assert float(si_snr(orthogonal + 0.01 * reference, reference)) > -120.0 + 70
+
+
 def test_si_snr_of_orthogonal_noise_is_the_energy_ratio_exactly():
     generator = torch.Generator().manual_seed(1)
     reference = torch.randn(16000, generator=generator, dtype=torch.float64)
