@@ -47,8 +47,9 @@ def _exp_parts(x, scale, highest, mantissa, exponent):  # pragma: no cover - com
 
 
 @njit(fastmath=True, cache=True)
-def elu(x, alpha, out, mantissa, exponent):  # pragma: no cover - compiled
+def elu(x, alpha, out):  # pragma: no cover - compiled
     """out = ELU(x) = x for x > 0, alpha·(exp(x) − 1) otherwise; flat arrays."""
+    mantissa, exponent = np.empty_like(x), np.empty(x.size, np.int32)
     _exp_parts(x, np.float32(1.0), np.float32(0.0), mantissa, exponent)
     power = exponent.view(np.float32)
     for i in range(x.size):
@@ -136,9 +137,9 @@ def warm_up() -> None:
     """Compile every kernel (or load it from the cache) for the argument types a stream
     passes, so that a live stream's first push does not wait for it (~6 s uncached)."""
     one = np.ones((1, 1), dtype=np.float32)
-    flat, exponent = np.ones(1, dtype=np.float32), np.ones(1, dtype=np.int32)
+    flat = np.ones(1, dtype=np.float32)
     few_rows(one, one, flat, np.empty_like(one))
-    elu(flat, np.float32(1.0), np.empty_like(flat), np.empty_like(flat), exponent)
+    elu(flat, np.float32(1.0), np.empty_like(flat))
     lstm_steps(
         np.zeros((1, 1, 4), np.float32),
         one,

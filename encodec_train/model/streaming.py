@@ -221,9 +221,8 @@ class _ELU(_Pointwise):
         if not _on_kernels(x):
             return self.module(x)
         x = x.contiguous()
-        flat, out = x.view(-1).numpy(), torch.empty_like(x)
-        mantissa, exponent = np.empty_like(flat), np.empty(flat.size, np.int32)
-        _kernels().elu(flat, self.alpha, out.view(-1).numpy(), mantissa, exponent)
+        out = torch.empty_like(x)
+        _kernels().elu(x.view(-1).numpy(), self.alpha, out.view(-1).numpy())
         return out
 
 
@@ -630,10 +629,11 @@ class StreamingEncoder(_Stream):
         self.frames_emitted += frames
         if frames == 0:
             return torch.zeros(batch, self.n_q, 0, dtype=torch.long, device=latent.device)
-        residual = latent.reshape(batch * frames, dim).clone()
+        residual = latent.reshape(batch * frames, dim)
         codebooks, norms = self.codebooks[: self.n_q], self.norms[: self.n_q]
         if _on_kernels(residual):
             codes = torch.empty(batch * frames, self.n_q, dtype=torch.long)
+            residual = residual.clone()  # the kernel leaves what is left of it there
             _kernels().nearest_codes(
                 residual.numpy(), codebooks.numpy(), norms.numpy(), codes.numpy()
             )

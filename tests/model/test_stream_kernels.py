@@ -16,8 +16,8 @@ from encodec_train.model import stream_kernels as kernels
 def test_elu_is_elu(alpha):
     x = torch.cat([torch.linspace(-120, 90, 20_001), torch.tensor([0.0, -1e-8, 1e-8])])
     flat = x.numpy()
-    out, mantissa = np.empty_like(flat), np.empty_like(flat)
-    kernels.elu(flat, np.float32(alpha), out, mantissa, np.empty(flat.size, np.int32))
+    out = np.empty_like(flat)
+    kernels.elu(flat, np.float32(alpha), out)
     expected = F.elu(x.double(), alpha)
     assert (torch.from_numpy(out).double() - expected).abs().max().item() < 2e-7
 
