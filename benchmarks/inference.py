@@ -81,10 +81,11 @@ def milliseconds(seconds: list[float], mean: bool = False) -> str:
 
 @contextmanager
 def recorded_products(
-    calls: list[tuple[_Linear, int]], steps: list[tuple[Callable, tuple]]
+    calls: list[tuple[_Linear, int]], steps: list[tuple[Callable, tuple, int]]
 ) -> Iterator[None]:
     """Append (product, rows) for every matrix product a stream computes in the block, and
-    (kernel, copied arguments) for every call of the LSTM-step and codebook-search kernels."""
+    (kernel, copied arguments, address of its weights) for every call of the LSTM-step and
+    codebook-search kernels (their second argument: recurrent weights, codebooks)."""
     call = _Linear.__call__
     kernels = {name: getattr(stream_kernels, name) for name in ("lstm_steps", "nearest_codes")}
 
@@ -120,33 +121,41 @@ def chunk_cpu(model: EncodecModel, x: torch.Tensor, bandwidth: float, chunk: int
 
 def offline_frame_rate(fast: EncodecModel, x: torch.Tensor, bandwidth: float) -> float:
     """Thread CPU seconds that the offline `decode(encode(x))` spends in the layers at the
-    frame rate: the encoder from its last strided conv on, the quantizer, and the decoder up
-    to its first transposed conv (median of 3, forward hooks)."""
+    frame rate: the encoder from its last strided conv on, the quantizer's `encode` and
+    `decode`, and the decoder up to its first transposed conv (median of 3)."""
     encoder, decoder = list(fast.encoder.model), list(fast.decoder.model)
     last_strided = max(i for i, m in enumerate(encoder) if getattr(m, "stride", 1) > 1)
     first_transposed = next(
         i for i, m in enumerate(decoder) if isinstance(m, StreamableConvTranspose1d)
     )
-    layers = [*encoder[last_strided:], fast.quantizer, *decoder[: first_transposed + 1]]
-    spent, started = [0.0], [0.0]
-    hooks = [
-        m.register_forward_pre_hook(lambda *_: started.__setitem__(0, time.thread_time()))
-        for m in layers
-    ]
-    hooks += [
-        m.register_forward_hook(
-            lambda *_: spent.__setitem__(0, spent[0] + time.thread_time() - started[0])
-        )
-        for m in layers
-    ]
+    spent = [0.0]
+
+    def timed(work: Callable) -> Callable:
+        def run(*args: object, **kwargs: object) -> object:
+            start = time.thread_time()
+            result = work(*args, **kwargs)
+            spent[0] += time.thread_time() - start
+            return result
+
+        return run
+
+    # The model calls its quantizer's methods, not its forward: time those and the layers'.
+    timed_modules = [*encoder[last_strided:], *decoder[: first_transposed + 1]]
+    for module in timed_modules:
+        module.forward = timed(module.forward)
+    quantizer = fast.quantizer
+    quantizer.encode, quantizer.decode = timed(quantizer.encode), timed(quantizer.decode)
     totals = []
-    with torch.inference_mode():
-        for _ in range(3):
-            spent[0] = 0.0
-            fast.decode(fast.encode(x, bandwidth))
-            totals.append(spent[0])
-    for hook in hooks:
-        hook.remove()
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                spent[0] = 0.0
+                fast.decode(fast.encode(x, bandwidth))
+                totals.append(spent[0])
+    finally:
+        for module in timed_modules:
+            del module.forward
+        del quantizer.encode, quantizer.decode
     return statistics.median(totals)
 
 
