@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from codec_speed import make_audio, reference_with_random_codebooks
 
@@ -81,11 +82,12 @@ def milliseconds(seconds: list[float], mean: bool = False) -> str:
 
 @contextmanager
 def recorded_products(
-    calls: list[tuple[_Linear, int]], steps: list[tuple[Callable, tuple, int]]
+    calls: list[tuple[_Linear, int]], steps: list[tuple[Callable, tuple, np.ndarray]]
 ) -> Iterator[None]:
     """Append (product, rows) for every matrix product a stream computes in the block, and
-    (kernel, copied arguments, address of its weights) for every call of the LSTM-step and
-    codebook-search kernels (their second argument: recurrent weights, codebooks)."""
+    (kernel, copied arguments, the weights it streams) for every call of the LSTM-step and
+    codebook-search kernels: the recurrent weights, or the 8-bit codebooks that the search
+    reads in full (it reads the float32 codes of a few candidates only)."""
     call = _Linear.__call__
     kernels = {name: getattr(stream_kernels, name) for name in ("lstm_steps", "nearest_codes")}
 
@@ -96,7 +98,8 @@ def recorded_products(
     def recording(kernel: Callable) -> Callable:
         def run(*args: object) -> None:
             copies = tuple(a.copy() if hasattr(a, "copy") else a for a in args)
-            steps.append((kernel, copies, args[1].ctypes.data))
+            streamed = args[3].quantized if kernel is kernels["nearest_codes"] else args[1]
+            steps.append((kernel, copies, streamed))
             kernel(*args)
 
         return run
@@ -163,7 +166,7 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
     """Where a steady-state chunk's CPU time goes, at 6 kbps (see the module docstring)."""
     bandwidth, seconds = 6.0, x.shape[-1] / 24_000
     calls: list[tuple[_Linear, int]] = []
-    steps: list[tuple[Callable, tuple, int]] = []
+    steps: list[tuple[Callable, tuple, np.ndarray]] = []
     with fast.streaming(bandwidth) as stream:
         for index, start in enumerate(range(0, 102 * chunk, chunk)):
             if index < 100:  # past the start-up; then one 1-frame and one 2-frame chunk
@@ -178,7 +181,7 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
         replay[rows <= 2].append((product, torch.randn(rows, product.in_features)))
     used = {id(product): product for product, _ in replay[True]}.values()
     weight_bytes = sum(4 * p.in_features * p.out_features for p in used)
-    weight_bytes += sum({key: args[1].nbytes for _, args, key in steps}.values())
+    weight_bytes += sum({w.ctypes.data: w.nbytes for _, _, w in steps}.values())
     flat = torch.randn(weight_bytes // 4)
     torch.manual_seed(0)
     small = encodec_24khz(n_filters=2, dimension=16).eval()

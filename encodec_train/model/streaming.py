@@ -50,6 +50,7 @@ from encodec_train.model.seanet import SEANetDecoder, SEANetEncoder, SEANetResne
 
 if TYPE_CHECKING:
     from encodec_train.model.encodec import EncodecModel
+    from encodec_train.model.stream_kernels import CodebookScreen
 
 Prepared = TypeVar("Prepared")
 
@@ -596,10 +597,24 @@ class _Stream:
         return self.template
 
 
-def _codebook_tables(quantizer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every level's codebook, stacked [n_q, codes, dim], and each code's ‖e‖² [n_q, codes]."""
-    codebooks = torch.stack([layer._codebook.embed for layer in quantizer.vq.layers])
-    return codebooks, codebooks.pow(2).sum(-1)
+@dataclass(frozen=True)
+class _Codebooks:
+    """A quantizer's codebooks laid out for streams: every level's stacked [n_q, codes, dim],
+    each code's ‖e‖² [n_q, codes], and on CPU float32 their 8-bit screen for the search
+    kernel (`stream_kernels.codebook_screen`)."""
+
+    stacked: torch.Tensor
+    norms: torch.Tensor
+    screen: CodebookScreen | None
+
+    @staticmethod
+    def of(quantizer: nn.Module) -> _Codebooks:
+        stacked = torch.stack([layer._codebook.embed for layer in quantizer.vq.layers])
+        norms = stacked.pow(2).sum(-1)
+        screen = None
+        if _on_kernels(stacked):
+            screen = _kernels().codebook_screen(stacked.numpy(), norms.numpy())
+        return _Codebooks(stacked, norms, screen)
 
 
 class StreamingEncoder(_Stream):
@@ -615,7 +630,9 @@ class StreamingEncoder(_Stream):
         self.n_q = model.num_codebooks(bandwidth)
         self.nodes = stream_nodes(model.encoder)
         quantizer = model.quantizer
-        self.codebooks, self.norms = _prepared(quantizer, lambda: _codebook_tables(quantizer))
+        codebooks = _prepared(quantizer, lambda: _Codebooks.of(quantizer))
+        self.codebooks, self.norms = codebooks.stacked[: self.n_q], codebooks.norms[: self.n_q]
+        self.screen = None if codebooks.screen is None else codebooks.screen.levels(self.n_q)
         self.samples_received = 0
         self.frames_emitted = 0
 
@@ -624,22 +641,26 @@ class StreamingEncoder(_Stream):
         `ResidualVectorQuantizer.encode`: at each level the nearest code by ‖r − e‖², here
         as argmin of ‖e‖² − 2·r·e (‖r‖², the same for every code, changes no choice; the
         float rounding of the sum differs only at exact ties). On CPU float32 one kernel
-        call for every level (`stream_kernels.nearest_codes`), else one product a level."""
+        call for every level (`stream_kernels.nearest_codes`, which reads 8-bit codebooks
+        first and the float32 codes of the few candidates left), else one product a level."""
         batch, frames, dim = latent.shape
         self.frames_emitted += frames
         if frames == 0:
             return torch.zeros(batch, self.n_q, 0, dtype=torch.long, device=latent.device)
         residual = latent.reshape(batch * frames, dim)
-        codebooks, norms = self.codebooks[: self.n_q], self.norms[: self.n_q]
-        if _on_kernels(residual):
+        if self.screen is not None and _on_kernels(residual):
             codes = torch.empty(batch * frames, self.n_q, dtype=torch.long)
             residual = residual.clone()  # the kernel leaves what is left of it there
             _kernels().nearest_codes(
-                residual.numpy(), codebooks.numpy(), norms.numpy(), codes.numpy()
+                residual.numpy(),
+                self.codebooks.numpy(),
+                self.norms.numpy(),
+                self.screen,
+                codes.numpy(),
             )
         else:
             levels = []
-            for embed, norm in zip(codebooks, norms, strict=True):
+            for embed, norm in zip(self.codebooks, self.norms, strict=True):
                 level = torch.addmm(norm, residual, embed.t(), alpha=-2).argmin(1)
                 residual = residual - embed[level]
                 levels.append(level)
@@ -673,8 +694,8 @@ class StreamingDecoder(_Stream):
         super().__init__(model)
         self.nodes = stream_nodes(model.decoder)
         quantizer = model.quantizer
-        codebooks, _ = _prepared(quantizer, lambda: _codebook_tables(quantizer))
-        self.codebooks = codebooks.flatten(0, 1)  # [n_q · codes, dim]
+        codebooks = _prepared(quantizer, lambda: _Codebooks.of(quantizer))
+        self.codebooks = codebooks.stacked.flatten(0, 1)  # [n_q · codes, dim]
         self.offsets = torch.arange(quantizer.n_q)[:, None] * quantizer.codebook_size
         self.latent_template: torch.Tensor | None = None
 

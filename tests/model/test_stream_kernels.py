@@ -22,6 +22,21 @@ def test_elu_is_elu(alpha):
     assert (torch.from_numpy(out).double() - expected).abs().max().item() < 2e-7
 
 
+@pytest.mark.parametrize(
+    ("outputs", "inputs", "rows"), [(1, 3, 1), (7, 5, 2), (8, 33, 3), (513, 700, 2)]
+)
+def test_few_rows_is_a_product_plus_bias(outputs, inputs, rows):
+    """One to three rows of x, odd and even output counts."""
+    generator = torch.Generator().manual_seed(outputs)
+    weight = torch.randn(outputs, inputs, generator=generator)
+    bias = torch.randn(outputs, generator=generator)
+    x = torch.randn(rows, inputs, generator=generator)
+    out = np.full((rows, outputs), np.nan, np.float32)
+    kernels.few_rows(x.numpy(), weight.numpy(), bias.numpy(), out)
+    expected = x.double() @ weight.double().T + bias.double()
+    assert np.abs(out - expected.numpy()).max() < 1e-4
+
+
 def test_lstm_steps_are_torch_s_lstm():
     """Three steps of a batch of two, from a non-zero state, gates reordered (i, f, o, g)."""
     torch.manual_seed(0)
@@ -44,18 +59,84 @@ def test_lstm_steps_are_torch_s_lstm():
     assert np.abs(cell - c_n[0].numpy()).max() < 1e-5
 
 
-def test_nearest_codes_are_the_nearest_codewords_level_by_level():
+def _search(codebooks: torch.Tensor, latent: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's codes and what is left of `latent`."""
+    flat = codebooks.numpy()
+    norms = codebooks.pow(2).sum(-1).numpy()
+    residual = latent.numpy().copy()
+    codes = np.empty((latent.shape[0], codebooks.shape[0]), np.int64)
+    kernels.nearest_codes(residual, flat, norms, kernels.codebook_screen(flat, norms), codes)
+    return codes, residual
+
+
+def _nearest_level_by_level(codebooks: torch.Tensor, latent: torch.Tensor) -> list[list[int]]:
+    """Residual quantisation in float64 by `torch.cdist`."""
+    residual, levels = latent.double(), []
+    for codebook in codebooks.double():
+        nearest = torch.cdist(residual, codebook).argmin(1)
+        levels.append(nearest.tolist())
+        residual = residual - codebook[nearest]
+    return levels
+
+
+@pytest.mark.parametrize("offset", [0.0, 40.0])  # 40: codes far from the origin, as latents
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_nearest_codes_are_the_nearest_codewords_level_by_level(offset, scale):
     generator = torch.Generator().manual_seed(1)
-    codebooks = torch.randn(5, 64, 8, generator=generator)
-    latent = 3 * torch.randn(3, 8, generator=generator)
-    residual, codes = latent.numpy().copy(), np.empty((3, 5), np.int64)
-    kernels.nearest_codes(residual, codebooks.numpy(), codebooks.pow(2).sum(-1).numpy(), codes)
-    expected_residual = latent.double()
-    for level, codebook in enumerate(codebooks.double()):
-        nearest = torch.cdist(expected_residual, codebook).argmin(1)
-        assert codes[:, level].tolist() == nearest.tolist()
-        expected_residual = expected_residual - codebook[nearest]
-    assert np.abs(residual - expected_residual.numpy()).max() < 1e-5
+    codebooks = scale * (torch.randn(5, 256, 32, generator=generator) + offset)
+    codebooks[1:] -= scale * offset  # later levels quantise residuals, centred on zero
+    latent = scale * (3 * torch.randn(6, 32, generator=generator) + offset)
+    codes, residual = _search(codebooks, latent)
+    assert codes.T.tolist() == _nearest_level_by_level(codebooks, latent)
+    expected = latent.double() - sum(codebooks.double()[i, codes[:, i]] for i in range(5))
+    assert np.abs(residual - expected.numpy()).max() < 1e-5 * scale * (1 + offset)
+
+
+def test_nearest_codes_are_exact_where_the_8_bit_codes_would_choose_another():
+    """Latents whose nearest code by the 8-bit codes is not the nearest: the kernel still
+    returns the nearest (the first pass only narrows the candidates)."""
+    generator = torch.Generator().manual_seed(2)
+    base = torch.randn(32, 8, generator=generator)
+    base[torch.arange(32), torch.arange(32) % 8] = 20.0  # a spike per code: 8-bit steps ~0.14
+    near = base + 0.05 * torch.randn(32, 8, generator=generator)  # pairs 0.05 apart compete
+    codebook = torch.stack([base, near], 1).reshape(1, 64, 8)
+    latent = base.repeat(8, 1) + 0.05 * torch.randn(256, 8, generator=generator)
+    flat = codebook.numpy()
+    screen = kernels.codebook_screen(flat, (flat**2).sum(-1))
+    rebuilt = torch.from_numpy(screen.center[:, None] + screen.scale[..., None] * screen.quantized)
+    by_8_bits = torch.cdist(latent.double(), rebuilt[0].double()).argmin(1)
+    expected = _nearest_level_by_level(codebook, latent)[0]
+    assert (by_8_bits != torch.tensor(expected)).sum() >= 20
+    codes, _ = _search(codebook, latent)
+    assert codes[:, 0].tolist() == expected
+
+
+def test_nearest_codes_break_ties_by_the_first_code():
+    generator = torch.Generator().manual_seed(4)
+    codebook = torch.randn(1, 64, 16, generator=generator)
+    latent = torch.randn(2, 16, generator=generator)
+    codebook[0, 30] = codebook[0, 40] = latent[1] + 1e-3
+    codes, _ = _search(codebook, latent)
+    assert codes[1, 0] == 30
+    assert codes.T.tolist() == _nearest_level_by_level(codebook, latent)
+
+
+def test_codebooks_of_equal_codes_give_the_first():
+    """A fresh model's codebooks are all zero: every code ties, the first is chosen."""
+    codes, residual = _search(torch.zeros(3, 16, 8), torch.randn(2, 8))
+    assert (codes == 0).all()
+
+
+def test_the_8_bit_codes_are_within_their_bound_of_the_codes():
+    """Each code e = center + scale·q + δ with ‖δ‖ at most spread / 2, so the first pass's
+    error bound holds."""
+    generator = torch.Generator().manual_seed(3)
+    codebooks = (torch.randn(4, 128, 16, generator=generator) * 5 + 7).numpy()
+    screen = kernels.codebook_screen(codebooks, (codebooks**2).sum(-1))
+    rebuilt = screen.center[:, None] + screen.scale[..., None] * screen.quantized
+    leftover = np.linalg.norm(codebooks.astype(np.float64) - rebuilt, axis=-1)
+    assert (leftover <= screen.spread / 2).all()
+    assert (leftover > 0).any() and np.abs(screen.quantized).max() == 127
 
 
 def test_a_stream_compiles_its_kernels_when_it_opens_not_in_a_push():
