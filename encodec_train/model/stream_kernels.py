@@ -87,6 +87,9 @@ def lstm_steps(gates_in, recurrent, hidden, cell, out):  # pragma: no cover - co
     """
     batch, steps, four = gates_in.shape
     size = four // 4
+    if recurrent.shape[0] != four or recurrent.shape[1] != size or hidden.shape[1] != size:
+        # A smaller recurrent weight would leave gates unwritten, computed from garbage.
+        raise ValueError("lstm_steps: recurrent must be [4H, H] and hidden [batch, H]")
     gates = np.empty((batch, four), np.float32)
     no_bias = np.zeros(four, np.float32)
     mantissa, exponent = np.empty(four, np.float32), np.empty(four, np.int32)
@@ -233,12 +236,13 @@ def warm_up() -> None:
     flat = np.ones(1, dtype=np.float32)
     few_rows(one, one, flat, np.empty_like(one))
     elu(flat, np.float32(1.0), np.empty_like(flat))
+    hidden_size = 1
     lstm_steps(
-        np.zeros((1, 1, 4), np.float32),
-        one,
-        one.copy(),
-        one.copy(),
-        np.empty((1, 1, 1), np.float32),
+        np.zeros((1, 1, 4 * hidden_size), np.float32),
+        np.zeros((4 * hidden_size, hidden_size), np.float32),
+        np.zeros((1, hidden_size), np.float32),
+        np.zeros((1, hidden_size), np.float32),
+        np.empty((1, 1, hidden_size), np.float32),
     )
     codebooks = np.ones((1, 1, 1), np.float32)
     screen = codebook_screen(codebooks, one)

@@ -59,6 +59,18 @@ def test_lstm_steps_are_torch_s_lstm():
     assert np.abs(cell - c_n[0].numpy()).max() < 1e-5
 
 
+def test_lstm_steps_refuses_a_recurrent_weight_of_the_wrong_shape():
+    """A [1, 1] recurrent weight for 4 gates left three gates unwritten (garbage memory): the
+    warm-up once passed one, and its sigmoid of garbage divided by zero now and then."""
+    gates_in = np.zeros((1, 1, 4), np.float32)
+    state = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+    with pytest.raises(ValueError, match="recurrent must be"):
+        kernels.lstm_steps(
+            gates_in, np.zeros((1, 1), np.float32), *state, np.empty_like(gates_in[..., :1])
+        )
+    kernels.warm_up()  # its arguments pass the check
+
+
 def _search(codebooks: torch.Tensor, latent: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """The kernel's codes and what is left of `latent`."""
     flat = codebooks.numpy()
