@@ -50,6 +50,7 @@ from encodec_train.model.conv import StreamableConvTranspose1d
 from encodec_train.model.streaming import _Linear
 
 BANDWIDTHS = (1.5, 6.0, 24.0)
+BREAKDOWN_CHUNKS = 102  # 100 past the start-up, then one 1-frame and one 2-frame chunk
 PAPER_LATENCY_MS = 13.3
 """Initial latency of the streaming 24 kHz model, paper Table 5."""
 
@@ -150,7 +151,7 @@ def offline_frame_rate(fast: EncodecModel, x: torch.Tensor, bandwidth: float) ->
     )
     spent = [0.0]
 
-    def timed(work: Callable) -> Callable:
+    def counted(work: Callable) -> Callable:
         def run(*args: object, **kwargs: object) -> object:
             start = time.thread_time()
             result = work(*args, **kwargs)
@@ -162,9 +163,9 @@ def offline_frame_rate(fast: EncodecModel, x: torch.Tensor, bandwidth: float) ->
     # The model calls its quantizer's methods, not its forward: time those and the layers'.
     timed_modules = [*encoder[last_strided:], *decoder[: first_transposed + 1]]
     for module in timed_modules:
-        module.forward = timed(module.forward)
+        module.forward = counted(module.forward)
     quantizer = fast.quantizer
-    quantizer.encode, quantizer.decode = timed(quantizer.encode), timed(quantizer.decode)
+    quantizer.encode, quantizer.decode = counted(quantizer.encode), counted(quantizer.decode)
     totals = []
     try:
         with torch.inference_mode():
@@ -185,8 +186,8 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
     calls: list[tuple[_Linear, int]] = []
     steps: list[tuple[Callable, tuple, np.ndarray]] = []
     with fast.streaming(bandwidth) as stream:
-        for index, start in enumerate(range(0, 102 * chunk, chunk)):
-            if index < 100:  # past the start-up; then one 1-frame and one 2-frame chunk
+        for index, start in enumerate(range(0, BREAKDOWN_CHUNKS * chunk, chunk)):
+            if index < BREAKDOWN_CHUNKS - 2:
                 stream.decoder.push(stream.encoder.push(x[..., start : start + chunk]))
                 continue
             with recorded_products(calls, steps):
@@ -266,6 +267,12 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="streaming chunk length")
     parser.add_argument("--streams", type=int, default=8, help="streams served in one batch")
     args = parser.parse_args()
+    chunk = round(args.chunk_ms * 24_000 / 1000)
+    if args.seconds * 24_000 < BREAKDOWN_CHUNKS * chunk:
+        parser.error(
+            f"--seconds {args.seconds:g}: the breakdown needs {BREAKDOWN_CHUNKS} chunks of "
+            f"{args.chunk_ms:g} ms, at least {BREAKDOWN_CHUNKS * chunk / 24_000:g} s"
+        )
     torch.set_num_threads(1)
 
     ref = reference_with_random_codebooks()
@@ -273,7 +280,6 @@ def main() -> None:
     trained.load_state_dict(ref.state_dict())
     fast = trained.for_inference()
     x = make_audio(args.seconds)
-    chunk = round(args.chunk_ms * 24_000 / 1000)
     latency = fast.streaming_latency()
     print(
         f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPU(s), load average "

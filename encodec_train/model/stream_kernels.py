@@ -152,15 +152,16 @@ def codebook_screen(codebooks: np.ndarray, norms: np.ndarray) -> CodebookScreen:
     Rounding: a float32 dot product of n terms errs by at most n·2⁻²⁴·Σ|aᵢbᵢ| ≤
     n·2⁻²⁴·‖a‖‖b‖, and each pass adds a few more roundings; `rounding` is 4× that."""
     rounding = 4 * (codebooks.shape[-1] + 4) * 2.0**-24
-    center = codebooks.mean(1, dtype=np.float64).astype(np.float32)  # [levels, dim]
-    spread_out = codebooks.astype(np.float64) - center[:, None]  # exact: float32 differences
+    exact = codebooks.astype(np.float64)
+    center = exact.mean(1).astype(np.float32)  # [levels, dim]
+    spread_out = exact - center[:, None]  # exact: differences of float32 values
     scale = np.abs(spread_out).max(-1) / 127
     scale[scale == 0] = 1.0  # all codes equal: q = 0, δ = 0
     scale = scale.astype(np.float32).astype(np.float64)
     quantized = np.clip(np.rint(spread_out / scale[..., None]), -127, 127)
     leftover = spread_out - quantized * scale[..., None]
     length = lambda a: np.linalg.norm(a, axis=-1)  # noqa: E731
-    magnitudes = length(codebooks.astype(np.float64)) + length(center)[:, None]
+    magnitudes = length(exact) + length(center)[:, None]
     magnitudes += length(spread_out) + length(leftover)
     up = 1 + 1e-4  # covers the float32 rounding of these bounds and of the search's ‖r‖
     as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
