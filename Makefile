@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m encodec_train
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; each test uses one thread, tests/conftest.py),
+# handed out as workers free up so the few long training runs do not queue behind each other.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Also the tests marked slow (the installed wheel, longer end-to-end runs).
 test-all: $(STAMP)
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist worksteal
 
 # Our training step beside audiocraft's own, CPU (docs/speed.md). audiocraft is no dependency:
 # the `bench` extra holds what its training code imports, and its own pins are skipped.
