@@ -78,11 +78,16 @@ def _git_state(folder: Path) -> dict | None:
 
 
 def remove_if_empty(run_dir: str | Path) -> None:
-    """Remove `run_dir` when a failed start left it empty (Hydra creates it before the
-    start runs)."""
-    path = Path(run_dir)
-    if path.is_dir() and not any(path.iterdir()):
+    """Remove `run_dir` when a dry run or a failed start left it empty, and the folders
+    above it inside the working directory that are then empty too (Hydra creates the whole
+    path, e.g. `runs/encodec_24khz`, before the start runs)."""
+    path = Path(run_dir).absolute()
+    cwd = Path.cwd()
+    while path.is_dir() and not any(path.iterdir()):
         path.rmdir()
+        path = path.parent
+        if path == cwd or not path.is_relative_to(cwd):
+            break
 
 
 def run_id(run_dir: str | Path) -> str | None:

@@ -20,6 +20,7 @@ from encodec_train import runs
 from encodec_train.training.config_checks import ConfigError, check_config
 from encodec_train.training.dry_run import plan
 from encodec_train.training.resolvers import sweep_point
+from encodec_train.training.run_record import remove_if_empty
 from encodec_train.training.run_status import read_status, write_status
 
 
@@ -144,6 +145,20 @@ def test_dry_run_reports_every_problem_and_the_plan(tmp_path):
     assert "schedule: 600000 updates (300 epochs × 2000 updates" in text
     assert f"run folder: {tmp_path / 'encodec_24khz'} (new)" in text
     assert not (tmp_path / "encodec_24khz").exists()
+
+
+def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
+    # Hydra creates the whole run_dir path (runs/encodec_24khz) before a dry run or a failed
+    # start; both must remove what they left empty, not only the last folder.
+    monkeypatch.chdir(tmp_path)
+    kept = tmp_path / "kept"
+    (kept / "runs" / "encodec_24khz").mkdir(parents=True)
+    (kept / "note.txt").write_text("not ours")
+    (tmp_path / "runs" / "encodec_24khz").mkdir(parents=True)
+    remove_if_empty("runs/encodec_24khz")
+    remove_if_empty(kept / "runs" / "encodec_24khz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert sorted(p.name for p in kept.iterdir()) == ["note.txt"]
 
 
 @pytest.mark.slow
