@@ -86,11 +86,13 @@ class SiSnrMean:
         value: the mean in dB (0-dim float64 tensor); NaN when every reference is silent.
         scored: channels in the mean.
         silent: channels left out because their reference is silent.
+        channels: the SI-SNR of each channel in the mean, `[scored]` float64 (for a median).
     """
 
     value: Tensor
     scored: int
     silent: int
+    channels: Tensor
 
 
 def si_snr_mean(degraded: Tensor, reference: Tensor, silence_db: float = SILENCE_DB) -> SiSnrMean:
@@ -98,7 +100,7 @@ def si_snr_mean(degraded: Tensor, reference: Tensor, silence_db: float = SILENCE
     reference is not `silent`; those are left out of the mean and counted."""
     quiet = silent(reference, silence_db)
     values = si_snr(degraded, reference)[~quiet]
-    return SiSnrMean(values.mean(), values.numel(), int(quiet.sum()))
+    return SiSnrMean(values.mean(), values.numel(), int(quiet.sum()), values)
 
 
 class MelDistance:

@@ -44,3 +44,18 @@ def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+def all_gather_uneven(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate 1-D tensors of any length from every rank, in rank order."""
+    if not is_distributed():
+        return x
+    world = dist.get_world_size()
+    length = torch.tensor([x.numel()], device=x.device)
+    lengths = [torch.empty_like(length) for _ in range(world)]
+    dist.all_gather(lengths, length)
+    longest = int(max(lengths).item())
+    padded = torch.cat([x, x.new_zeros(longest - x.numel())])
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(n.item())] for part, n in zip(parts, lengths, strict=True)])

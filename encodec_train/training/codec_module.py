@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +19,7 @@ from encodec_train.evaluation.metrics import si_snr_mean
 from encodec_train.losses import AdversarialLoss, Balancer, MultiScaleMelLoss, time_l1
 from encodec_train.losses.adversarial import DiscriminatorInput
 from encodec_train.model import EncodecModel
+from encodec_train.model.distributed import all_gather_uneven
 from encodec_train.training.ema import WeightEMA
 from encodec_train.training.phases import StepPhases
 from encodec_train.training.run_module import TrainingRunModule
@@ -145,6 +147,8 @@ class CodecGANModule(TrainingRunModule):
         self.adversary_start_step = adversary_start_step
         self.ema = WeightEMA(generator, ema_decay) if ema_decay is not None else None
         self.si_snr_silence_db = si_snr_silence_db
+        # This rank's per-channel validation SI-SNR in the current epoch, per bandwidth.
+        self.validation_si_snr: dict[float, list[torch.Tensor]] = {}
         # Profiler ranges around the step's phases; benchmarks time them.
         self.phases = StepPhases()
 
@@ -329,6 +333,9 @@ class CodecGANModule(TrainingRunModule):
         """The EMA weights when kept, else the trained generator."""
         return self.ema.module if self.ema is not None else self.generator
 
+    def on_validation_epoch_start(self) -> None:
+        self.validation_si_snr = {}
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         real, mask = batch["audio"], batch["mask"]
         generator = self.evaluation_generator()
@@ -337,6 +344,7 @@ class CodecGANModule(TrainingRunModule):
         for bandwidth in generator.target_bandwidths:
             fake = generator(real, bandwidth).audio * mask
             si_snr = si_snr_mean(fake, real, self.si_snr_silence_db)
+            self.validation_si_snr.setdefault(bandwidth, []).append(si_snr.channels)
             # (value, weight in the epoch's mean): SI-SNR is the evaluation's, per channel
             # whose reference is not silent, so an all-silent batch (NaN) weighs nothing.
             values = {
@@ -354,6 +362,23 @@ class CodecGANModule(TrainingRunModule):
                 batch_size=segments,
                 reduce_fx="sum",
                 sync_dist=True,
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        """`valid/si_snr_median@<kbps>kbps` over every rank's scored channels: one segment the
+        codec decodes to near silence (−60 dB or less) moves the mean by dBs, not the median."""
+        # Every rank takes part in each gather, whatever its batches held.
+        for bandwidth in self.evaluation_generator().target_bandwidths:
+            parts = self.validation_si_snr.get(bandwidth, [])
+            local = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+            channels = all_gather_uneven(local.to(self.device))
+            median = channels.quantile(0.5) if channels.numel() else channels.new_tensor(math.nan)
+            # Every rank holds the same value: "max" passes it through the sync unchanged.
+            self.log(
+                f"valid/si_snr_median@{bandwidth:g}kbps",
+                median.float(),
+                sync_dist=True,
+                reduce_fx="max",
             )
 
     # -- checkpoints ----------------------------------------------------------------------

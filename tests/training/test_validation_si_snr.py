@@ -4,6 +4,7 @@ silent references left out and counted, an all-silent epoch NaN with its count."
 from __future__ import annotations
 
 import math
+import statistics
 
 import lightning as L
 import pytest
@@ -12,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from run_helpers import CONF_DIR
 from torch.utils.data import DataLoader
 
-from encodec_train.evaluation.metrics import SILENCE_DB, si_snr_mean
+from encodec_train.evaluation.metrics import SILENCE_DB, si_snr, si_snr_mean
 from encodec_train.training.builder import build_module
 
 SEGMENT = 4800  # 0.2 s at 24 kHz
@@ -70,9 +71,30 @@ def test_validation_logs_the_evaluation_si_snr_over_the_segments_that_are_not_si
         assert logged[f"valid/si_snr_silent@{bandwidth:g}kbps"] == 3
 
 
+def test_validation_logs_the_median_over_every_segment_that_is_not_silent(module):
+    """Four scored segments over three batches: the median is the mean of the middle two,
+    computed here with Python's `statistics` on each segment's SI-SNR."""
+    batches = [batch(True, False, True), batch(True), batch(False, True)]
+    logged = validate(module, batches)
+    generator = module.generator.eval()
+    for bandwidth in generator.target_bandwidths:
+        scores = []
+        for b in batches:
+            with torch.no_grad():
+                fake = generator(b["audio"], bandwidth).audio
+            for real_segment, fake_segment in zip(b["audio"], fake, strict=True):
+                if real_segment.abs().max() > 0:
+                    scores.append(float(si_snr(fake_segment, real_segment)))
+        assert len(scores) == 4 and len(set(scores)) == 4
+        assert logged[f"valid/si_snr_median@{bandwidth:g}kbps"] == pytest.approx(
+            statistics.median(scores), abs=1e-4
+        )
+
+
 def test_an_all_silent_validation_logs_nan_and_counts_every_segment(module):
     logged = validate(module, [batch(False, False), batch(False)])
     for bandwidth in module.generator.target_bandwidths:
         assert math.isnan(logged[f"valid/si_snr@{bandwidth:g}kbps"])
+        assert math.isnan(logged[f"valid/si_snr_median@{bandwidth:g}kbps"])
         assert logged[f"valid/si_snr_silent@{bandwidth:g}kbps"] == 3
         assert math.isfinite(logged[f"valid/mel@{bandwidth:g}kbps"])
