@@ -73,13 +73,18 @@ def compress_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lm-segment",
         type=float,
-        default=SEGMENT_SECONDS,
+        default=None,
         metavar="SECONDS",
         help="with --lm and our coder: restart the entropy model every SECONDS, so that "
         f"decoding runs the segments side by side (default {SEGMENT_SECONDS:g}; 0: once per "
         "chunk)",
     )
     args = parser.parse_args(argv)
+    if args.lm is None and (args.coder != "range" or args.lm_segment is not None):
+        parser.error("--coder and --lm-segment choose how --lm codes the file: give --lm too")
+    if args.coder == "official" and args.lm_segment is not None:
+        parser.error("--lm-segment is for our range coder; the official coder restarts per chunk")
+    segment = SEGMENT_SECONDS if args.lm_segment is None else args.lm_segment
 
     def run() -> None:
         model = load_codec(args.checkpoint)
@@ -88,7 +93,7 @@ def compress_main(argv: list[str] | None = None) -> None:
         if args.lm is not None:
             metadata["lmckpt"] = str(args.lm.resolve())
         audio = read_audio(args.input, model)
-        data = compress(model, audio, args.bandwidth, lm, metadata, args.coder, args.lm_segment)
+        data = compress(model, audio, args.bandwidth, lm, metadata, args.coder, segment)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(data)
         seconds = int(read_header(data, str(args.output))[1]["al"]) / model.sample_rate

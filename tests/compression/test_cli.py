@@ -65,6 +65,26 @@ def test_errors_are_one_clear_line(tmp_path, files, capsys):
     assert "bandwidth=5.0 kbps is not offered" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--coder", "official"], "give --lm too"),
+        (["--lm-segment", "0"], "give --lm too"),
+        (["--lm", "LM", "--coder", "official", "--lm-segment", "2"], "for our range coder"),
+    ],
+)
+def test_coder_options_are_refused_where_they_would_be_ignored(
+    tmp_path, files, options, named, capsys
+):
+    codec, lm, wav, _ = files
+    options = [str(lm) if option == "LM" else option for option in options]
+    target = tmp_path / "a.ecdc"
+    with pytest.raises(SystemExit) as exit_info:
+        compress_main([str(wav), str(target), "--checkpoint", str(codec), *options])
+    assert exit_info.value.code == 2 and named in capsys.readouterr().err
+    assert not target.exists()
+
+
 @pytest.mark.slow
 def test_the_modules_run_as_commands(tmp_path, files):
     codec, lm, wav, _ = files
