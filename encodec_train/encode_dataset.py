@@ -211,7 +211,9 @@ def encode_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m encodec_train.encode_dataset", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("manifest", type=Path, help="JSON Lines (or Arrow) manifest of audio files")
     parser.add_argument(
         "checkpoint",

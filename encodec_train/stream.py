@@ -162,7 +162,9 @@ def report(timings: dict[str, float], model: EncodecModel, chunk_ms: float) -> s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m encodec_train.stream", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "checkpoint",
         type=Path,
