@@ -229,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as error:  # no such device type, no driver, no build
+        parser.error(f"--device {args.device} is not usable here: {error}")
+    try:
         paths = encode_dataset(
             args.manifest,
             args.checkpoint,

@@ -106,6 +106,28 @@ def test_cli_names_a_bandwidth_the_model_lacks(corpus, tmp_path, capsys):
     assert "bandwidth=12.0 kbps is not offered" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device", ["nosuchdevice", "cuda"])
+def test_cli_refuses_a_device_it_cannot_use_before_writing(corpus, tmp_path, device, capsys):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    manifest, checkpoint, _ = corpus
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                str(manifest),
+                str(checkpoint),
+                str(tmp_path / "out"),
+                "--bandwidth",
+                "1.5",
+                "--device",
+                device,
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert f"--device {device} is not usable here" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_worker_processes_write_the_same_shards(corpus, tmp_path):
     manifest, checkpoint, _ = corpus
