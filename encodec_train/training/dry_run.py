@@ -7,6 +7,7 @@ nothing (no run folder, no run id, no demo corpus).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from encodec_train.data.manifest import Manifest, ManifestError, total_hours
 from encodec_train.training.config_checks import ConfigError, check_config, check_manifests
 from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
+from encodec_train.training.run_record import read_run_id
 
 # What a failed check raises: each is reported and the dry run goes on with the next part.
 CHECK_ERRORS = (ConfigError, ManifestError, ResumeError, FileNotFoundError, PermissionError)
@@ -27,6 +29,9 @@ def plan(cfg: DictConfig) -> tuple[str, int]:
     """The run's plan and every check's finding, as text for the terminal, and the number of
     problems found (a real start fails at the first of them)."""
     lines = ["=== encodec-train dry run (nothing is trained or written) ==="]
+    if "id" in cfg.logger.keys():  # W&B: the first real start makes the run id, not this
+        cfg = copy.deepcopy(cfg)
+        cfg.logger.id = read_run_id(cfg.run_dir)
     problems = 0
     parts = (
         lambda: [check_config(cfg)],
@@ -120,8 +125,7 @@ def _output_lines(cfg: DictConfig) -> list[str]:
     logger = cfg.logger._target_.rsplit(".", 1)[-1]
     if "Wandb" in logger:
         mode = os.environ.get("WANDB_MODE", "online")
-        id_file = Path(cfg.run_dir) / "run_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else "a new id"
+        run_id = cfg.logger.id or "a new id"
         lines.append(
             f"logger: W&B project {cfg.logger.project} ({mode}), run {run_id}, "
             f"checkpoints as artifacts: {cfg.logger.log_checkpoints}"

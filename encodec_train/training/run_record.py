@@ -95,12 +95,17 @@ def run_id(run_dir: str | Path) -> str | None:
     back by every restart, requeue and resume, so they all continue the same W&B run; two
     runs that share a `run_name` in different folders get different ids. None on the other
     ranks before the main rank wrote it (they log nothing)."""
+    existing = read_run_id(run_dir)
+    if existing is not None or rank_zero_only.rank != 0:
+        return existing
     path = Path(run_dir) / "run_id"
-    if path.exists():
-        return path.read_text().strip()
-    if rank_zero_only.rank != 0:
-        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     identifier = uuid.uuid4().hex[:12]
     path.write_text(identifier + "\n")
     return identifier
+
+
+def read_run_id(run_dir: str | Path) -> str | None:
+    """The run folder's W&B run id when a start made one, else None (creates nothing)."""
+    path = Path(run_dir) / "run_id"
+    return path.read_text().strip() if path.exists() else None

@@ -147,6 +147,18 @@ def test_dry_run_reports_every_problem_and_the_plan(tmp_path):
     assert not (tmp_path / "encodec_24khz").exists()
 
 
+def test_a_dry_run_with_wandb_makes_no_run_id(tmp_path):
+    # The W&B run id is made by the first real start; the dry run only reports it.
+    overrides = ("+recipe=24khz", "logger=wandb", f"runs_root={tmp_path}", "data.num_workers=0")
+    text, _ = plan(compose_config(*overrides))
+    assert "logger: W&B project encodec-train (online), run a new id," in text
+    assert not (tmp_path / "encodec_24khz").exists()
+    (tmp_path / "encodec_24khz").mkdir()
+    (tmp_path / "encodec_24khz" / "run_id").write_text("0123456789ab\n")
+    text, _ = plan(compose_config(*overrides))
+    assert "logger: W&B project encodec-train (online), run 0123456789ab," in text
+
+
 def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
     # Hydra creates the whole run_dir path (runs/encodec_24khz) before a dry run or a failed
     # start; both must remove what they left empty, not only the last folder.
