@@ -2,7 +2,7 @@
 one row each: overrides, step reached, status, latest validation metrics per bandwidth and
 W&B URL; as a table in the terminal and, on request, as CSV or Markdown.
 
-    python -m encodec_train.runs runs/bandwidth_sweep --metrics mel si_snr --csv sweep.csv
+    python -m encodec_train.runs runs/bandwidth_sweep --metrics valid/mel heldout/si_snr
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from encodec_train.training.run_status import read_status
 
 # `valid/mel@6kbps` (the validation loop), `heldout/si_snr@6kbps` (held-out validation).
 METRIC = re.compile(r"^(?P<name>(valid/|heldout/)[^@]+)@(?P<bandwidth>[\d.]+)kbps$")
+DEFAULT_METRICS = ["valid/mel", "heldout/mel_distance", "heldout/si_snr"]
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -40,13 +41,23 @@ def run_row(run_dir: Path, root: Path, metrics: Sequence[str]) -> dict[str, str]
         "step": str(status.get("step", _checkpoint_step(run_dir))),
         "status": _state(status),
     }
-    values = {**status.get("validation", {}), **status.get("held_out", {})}
-    for key, value in sorted(values.items(), key=_metric_order):
+    for key, value in sorted(_metric_values(status).items(), key=_metric_order):
         match = METRIC.match(key)
         if match and match["name"] in metrics:
             row[f"{match['name']}@{match['bandwidth']}"] = f"{value:.4g}"
     row["wandb"] = status.get("wandb_url") or ""
     return row
+
+
+def _metric_values(status: dict) -> dict[str, float]:
+    """The latest validation and held-out validation metrics a run's status holds."""
+    return {**status.get("validation", {}), **status.get("held_out", {})}
+
+
+def logged_metrics(run_dirs: Sequence[Path]) -> set[str]:
+    """The metric names (without the bandwidth) that any of the runs logged."""
+    keys = (key for run in run_dirs for key in _metric_values(read_status(run) or {}))
+    return {match["name"] for key in keys if (match := METRIC.match(key))}
 
 
 def _latest_overrides(run_dir: Path) -> list[str]:
@@ -121,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--metrics",
         nargs="+",
-        default=["valid/mel", "heldout/mel_distance", "heldout/si_snr"],
-        help="metrics to show, as logged without the bandwidth (valid/si_snr, heldout/visqol, ...)",
+        default=None,
+        help="metrics to show, as logged without the bandwidth (valid/si_snr, heldout/visqol, "
+        f"...; default: {' '.join(DEFAULT_METRICS)})",
     )
     parser.add_argument("--csv", type=Path, help="also write the table as CSV here")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -134,7 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not runs:
         print(f"{args.folder}: no runs (folders with a run_id file) under it", file=sys.stderr)
         return 1
-    rows = [run_row(run, args.folder, args.metrics) for run in runs]
+    metrics = args.metrics or DEFAULT_METRICS
+    rows = [run_row(run, args.folder, metrics) for run in runs]
+    if args.metrics:
+        logged = logged_metrics(runs)
+        for name in (m for m in args.metrics if m not in logged):
+            print(
+                f"--metrics {name}: no run under {args.folder} logged it; logged: "
+                f"{', '.join(sorted(logged)) or 'none'}",
+                file=sys.stderr,
+            )
     print(as_text(rows))
     if args.csv:
         write_csv(rows, args.csv)
