@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from run_helpers import REPO, demo_config, fast_overrides, signal_during_training
 
@@ -124,3 +125,18 @@ def test_sigterm_finishes_the_step_writes_last_ckpt_and_the_same_command_resumes
         )
     )
     assert (module.start_step, trainer.global_step) == (stopped_at, stopped_at + 1)
+
+
+def test_the_encodec_train_console_script_finds_the_packaged_configs(tmp_path, monkeypatch, capsys):
+    # The `encodec-train` script (pyproject's [project.scripts]) imports main() from
+    # encodec_train.__main__, so Hydra loads the configs as the package `encodec_train.conf`,
+    # not from a file path as under `python -m`; run from a folder outside the checkout.
+    from encodec_train.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["encodec-train", "--cfg", "job", "run_name=console"])
+    try:
+        main()
+    finally:
+        HydraConfig.instance().cfg = None  # what main() leaves set, for the tests after it
+    assert OmegaConf.create(capsys.readouterr().out).run_name == "console"
