@@ -5,6 +5,7 @@ weights and ffmpeg baselines, as CSV/JSON, plots and a Markdown report (docs/eva
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import hydra
@@ -14,6 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from encodec_train.evaluation.report import write_report
 from encodec_train.evaluation.runner import build_systems, evaluate
 from encodec_train.evaluation.testsets import ensure_demo_test_set
+
+USER_ERRORS = (ValueError, OSError)
+"""Bad settings and missing or unreadable files (checkpoint mismatches and manifest errors are
+ValueErrors): the command prints their one-line message, no traceback."""
 
 
 def run(cfg: DictConfig) -> Path:
@@ -51,7 +56,11 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    report = run(cfg)
+    try:
+        report = run(cfg)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(report.read_text())
     print(f"report: {report}")
 

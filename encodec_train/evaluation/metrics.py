@@ -267,7 +267,7 @@ METRICS: dict[str, Metric] = {
 def metric(name: str) -> Metric:
     """The metric called `name`, or an error listing the known ones."""
     if name not in METRICS:
-        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
     return METRICS[name]
 
 

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 
+from encodec_train import evaluate
 from encodec_train.convert import export_hf, export_official
 from encodec_train.data.synth import music_like, speech_like
 from encodec_train.evaluate import run
@@ -197,3 +198,34 @@ def test_a_sweep_skips_runs_that_hold_no_codec_but_a_named_one_fails(tmp_path, t
     assert [s.label for s in skipped] == ["sweep/entropy_model"]
     with pytest.raises(CheckpointMismatchError, match="not an encodec-train checkpoint"):
         build_systems([other.parent.parent], None, [])
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(
+    tmp_path, test_set, monkeypatch, capsys
+):
+    clip = torch.from_numpy(sf.read(test_set.parent / "speech_a.wav", dtype="float32")[0])
+    run_dir = tiny_run(tmp_path / "tiny", 0, clip[None, None])
+    common = ["~baselines.opus", "workers=0", "progress=false", f"output_dir={tmp_path / 'out'}"]
+    absent = tmp_path / "absent.ckpt"
+    unknown_metric = [f"checkpoint={run_dir}", f"manifest={test_set}", "metrics=[si_snr,snr]"]
+    for overrides, message in [
+        ([f"checkpoint={absent}"], f"error: checkpoint {absent}: no such file or directory"),
+        (unknown_metric, "error: unknown metric 'snr'; known: si_snr, mel_distance,"),
+    ]:
+        monkeypatch.setattr(sys, "argv", ["evaluate", *overrides, *common])
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code != 0
+        assert len(err.splitlines()) == 1 and err.startswith(message), err
+
+    def bug(cfg):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(evaluate, "run", bug)
+    monkeypatch.setattr(sys, "argv", ["evaluate", *common])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code != 0
+    assert "Traceback" in err and "RuntimeError: a bug" in err
