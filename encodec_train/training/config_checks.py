@@ -94,9 +94,19 @@ def ranks(devices: object, num_nodes: int) -> int:
     return per_node * num_nodes
 
 
-def per_rank_batch(global_batch_size: int, devices: object, num_nodes: int) -> int:
+def per_rank_batch(
+    global_batch_size: int | None, devices: object, num_nodes: int, unset: int | None = None
+) -> int:
     """The segments each rank loads per update: `training.global_batch_size` split evenly
-    over the run's ranks (an error when it does not divide)."""
+    over the run's ranks (an error when it does not divide); `unset` per rank when no global
+    batch is set and the data config has a default of its own."""
+    if global_batch_size is None and unset is not None:
+        return unset
+    if global_batch_size is None:
+        raise ConfigError(
+            "data.batch_size is derived from training.global_batch_size, which is null: set "
+            "one of them"
+        )
     count = ranks(devices, num_nodes)
     if global_batch_size % count:
         raise ConfigError(

@@ -52,6 +52,21 @@ def test_a_global_batch_that_does_not_divide_fails_naming_the_keys():
     assert compose_config("trainer=ddp_cpu").data.batch_size == 4
 
 
+def test_code_shards_split_the_recipes_global_batch_over_the_ranks():
+    # The entropy model's recipes on pre-extracted codes: 64 segments over 8 GPUs, not a per-rank
+    # batch of the data group's own that the recipe's global batch refuses at start-up.
+    shards = ("data=code_shards", "data.train_root=codes", "codec_checkpoint=null")
+    cfg = compose_config("+recipe=24khz_lm", *shards)
+    assert cfg.data.batch_size == 8
+    assert check_config(cfg).startswith("effective batch: 64 segments × 2 s per update = 8")
+    assert compose_config("+recipe=24khz_lm", "trainer.devices=4", *shards).data.batch_size == 16
+    # No global batch (no recipe): the data group's 16 per rank.
+    assert compose_config(*shards[:2], "trainer=ddp_cpu").data.batch_size == 16
+    # Audio data derives its batch from the global one only: null is refused by name.
+    with pytest.raises(ValueError, match="global_batch_size, which is null: set one of them"):
+        check_config(compose_config("data=mixture_24khz"))
+
+
 def fake_commands(folder: Path, **scripts: str) -> dict[str, str]:
     """An environment whose PATH finds the given shell scripts first."""
     folder.mkdir(parents=True, exist_ok=True)
