@@ -60,7 +60,7 @@ def time_ours(model, x: torch.Tensor, bandwidth: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per model and bandwidth")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")

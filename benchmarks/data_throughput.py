@@ -110,7 +110,7 @@ def ms_per_source(dataset: MixtureDataset, count: int = 200) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batches", type=int, default=25, help="batches per run")
     args = parser.parse_args()

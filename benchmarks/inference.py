@@ -261,7 +261,7 @@ def breakdown(fast: EncodecModel, x: torch.Tensor, chunk: int, runs: int, offlin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per variant")
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="streaming chunk length")

@@ -52,7 +52,7 @@ def time_build(root: Path, out: Path, workers: int, tail_check: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--format", default="flac", choices=["flac", "wav", "ogg", "mp3"])

@@ -54,4 +54,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe(build, __doc__.splitlines()[0], add_arguments))
+    sys.exit(run_recipe(build, __doc__.split("\n\n")[0], add_arguments))

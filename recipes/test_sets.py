@@ -31,7 +31,7 @@ from encodec_train.evaluation.testsets import (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     split = commands.add_parser("split", help="hold out groups of a corpus manifest")

@@ -322,7 +322,9 @@ traceback."""
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m encodec_train.data.manifest_cli`; returns the exit status:
     0, 1 when `validate` found problems, 2 for an unusable path or corpus."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m encodec_train.data.manifest_cli", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="manifest of every audio file below a folder")
     add_build_arguments(build)
