@@ -18,7 +18,11 @@ import torchaudio.functional as AF
 
 from encodec_train.compression.container import EcdcError, read_header
 from encodec_train.compression.ecdc import CODERS, SEGMENT_SECONDS, compress, decompress
-from encodec_train.compression.models import load_codec, load_entropy_model
+from encodec_train.compression.models import (
+    holds_entropy_model,
+    load_codec,
+    load_entropy_model,
+)
 from encodec_train.model import CheckpointMismatchError, EncodecModel
 from encodec_train.model.lm import EntropyModel
 
@@ -42,6 +46,19 @@ def read_audio(path: Path, model: EncodecModel) -> torch.Tensor:
     if audio.shape[-1] == 0:
         raise ValueError(f"{path} holds no audio")
     return audio.contiguous()
+
+
+def _codec(path: Path) -> EncodecModel:
+    """The codec at `path`; an entropy model there is named as one (it is for --lm)."""
+    try:
+        return load_codec(path)
+    except CheckpointMismatchError:
+        if holds_entropy_model(path):
+            raise CheckpointMismatchError(
+                f"{path} is an entropy model's checkpoint: --checkpoint takes the codec, "
+                "--lm the entropy model"
+            ) from None
+        raise
 
 
 def _run(main) -> None:
@@ -87,7 +104,7 @@ def compress_main(argv: list[str] | None = None) -> None:
     segment = SEGMENT_SECONDS if args.lm_segment is None else args.lm_segment
 
     def run() -> None:
-        model = load_codec(args.checkpoint)
+        model = _codec(args.checkpoint)
         lm = None if args.lm is None else load_entropy_model(args.lm, model.frame_rate)
         metadata = {"ckpt": str(args.checkpoint.resolve())}
         if args.lm is not None:
@@ -119,7 +136,7 @@ def decompress_main(argv: list[str] | None = None) -> None:
     def run() -> None:
         data = args.input.read_bytes()
         _, metadata, _ = read_header(data, str(args.input))
-        model = load_codec(_named(args.checkpoint, metadata, "ckpt", "--checkpoint", args.input))
+        model = _codec(_named(args.checkpoint, metadata, "ckpt", "--checkpoint", args.input))
         lm: EntropyModel | None = None
         if metadata["lm"]:
             path = _named(args.lm, metadata, "lmckpt", "--lm", args.input)

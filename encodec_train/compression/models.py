@@ -4,7 +4,10 @@ we accept, and fingerprinting the codec's weights (so a file names the weights i
 from __future__ import annotations
 
 import hashlib
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,11 +37,12 @@ def load_entropy_model(path: str | Path, frame_rate: int | None = None) -> Entro
     if not path.is_file():
         raise FileNotFoundError(f"entropy model {path} does not exist")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if LM_FILE_KEY in checkpoint:
+    kind = entropy_model_kind(checkpoint)
+    if kind == "file":
         config, state = checkpoint[LM_FILE_KEY]["config"], checkpoint[LM_FILE_KEY]["state_dict"]
-    elif "lm_config" in checkpoint:
+    elif kind == "training":
         config, state = checkpoint["lm_config"], _prefixed(checkpoint["state_dict"], "lm.")
-    elif "emb.0.weight" in checkpoint:
+    elif kind == "official":
         if frame_rate is None:
             raise ValueError(f"{path} is an official entropy model: give the codec's frame rate")
         config, state = official_config(checkpoint, frame_rate), checkpoint
@@ -49,6 +53,28 @@ def load_entropy_model(path: str | Path, frame_rate: int | None = None) -> Entro
     lm = EntropyModel(**config)
     load_weights(lm, state, str(path))
     return lm.eval()
+
+
+def entropy_model_kind(checkpoint: Mapping[str, Any]) -> str | None:
+    """How a loaded file holds an entropy model: "file" (`save_entropy_model`), "training" (a
+    `+recipe=*_lm` checkpoint), "official" (the official state dict), or None (it does not)."""
+    if LM_FILE_KEY in checkpoint:
+        return "file"
+    if "lm_config" in checkpoint:
+        return "training"
+    if "emb.0.weight" in checkpoint:
+        return "official"
+    return None
+
+
+def holds_entropy_model(path: str | Path) -> bool:
+    """Whether the file at `path` is an entropy model in a format `load_entropy_model` reads
+    (False for folders and for files torch cannot load)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError):
+        return False
+    return isinstance(checkpoint, Mapping) and entropy_model_kind(checkpoint) is not None
 
 
 def official_config(state: dict[str, torch.Tensor], frame_rate: int) -> dict:

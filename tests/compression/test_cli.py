@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 from compression_helpers import chirp
+from encodec.model import LMModel
 
 from encodec_train.compression.cli import compress_main, decompress_main
 from encodec_train.compression.container import read_header
@@ -63,6 +64,30 @@ def test_errors_are_one_clear_line(tmp_path, files, capsys):
     with pytest.raises(SystemExit):
         compress_main([str(wav), str(target), "--checkpoint", str(codec), "--bandwidth", "5"])
     assert "bandwidth=5.0 kbps is not offered" in capsys.readouterr().err
+
+
+def test_an_entropy_model_given_as_the_codec_is_named_as_one(tmp_path, files, tiny_lm, capsys):
+    codec, lm, wav, _ = files
+    training = tmp_path / "last.ckpt"  # as a `+recipe=*_lm` run saves it (lm_module.py)
+    state = {f"lm.{key}": value for key, value in tiny_lm.state_dict().items()}
+    torch.save({"state_dict": state, "lm_config": tiny_lm.config}, training)
+    official = tmp_path / "encodec_lm_24khz.th"
+    torch.save(LMModel(2, 32, num_layers=1, dim=16).state_dict(), official)
+    target = tmp_path / "a.ecdc"
+    for given in (lm, training, official):
+        with pytest.raises(SystemExit) as exit_info:
+            compress_main([str(wav), str(target), "--checkpoint", str(given)])
+        assert exit_info.value.code == 1
+        assert capsys.readouterr().err == (
+            f"error: {given} is an entropy model's checkpoint: --checkpoint takes the codec, "
+            "--lm the entropy model\n"
+        )
+    compress_main([str(wav), str(target), "--checkpoint", str(codec), "--lm", str(lm)])
+    with pytest.raises(SystemExit):
+        decompress_main([str(target), str(tmp_path / "out.wav"), "--checkpoint", str(lm)])
+    assert (
+        "is an entropy model's checkpoint: --checkpoint takes the codec" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
