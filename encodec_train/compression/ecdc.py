@@ -182,7 +182,7 @@ class _Reader:
         end = self.offset + size
         if end > len(self.data):
             raise EcdcError(
-                f"{self.source} is truncated: {what} needs bytes {self.offset}-{end}, the file "
+                f"{self.source} is truncated: {what} would take bytes {self.offset}-{end}, the file "
                 f"has {len(self.data)}"
             )
         piece, self.offset = self.data[self.offset : end], end

@@ -2,6 +2,7 @@
 model; files of the official package read, ours read by it; bad files refused clearly."""
 
 import io
+import re
 
 import pytest
 import torch
@@ -138,6 +139,18 @@ def test_truncated_and_corrupted_files_are_refused(tiny_codec, tiny_lm, use_lm):
     for case, bad in corrupt_cases(data).items():
         with pytest.raises(EcdcError, match=messages[case]):
             read_ecdc(bad, tiny_codec, lm, source="x.ecdc")
+
+
+@pytest.mark.parametrize(
+    "use_lm, what", [(False, r"chunk \d+'s codes"), (True, r"chunk \d+'s \d+ coded words")]
+)
+def test_a_cut_file_says_what_its_missing_bytes_held(tiny_codec, tiny_lm, use_lm, what):
+    lm = tiny_lm if use_lm else None
+    data = compress(tiny_codec, chirp(tiny_codec, 6000), 6.0, lm)
+    with pytest.raises(EcdcError) as error:
+        read_ecdc(data[:-1], tiny_codec, lm, source="x.ecdc")
+    expected = rf"x\.ecdc is truncated: {what} would take bytes \d+-{len(data)}, "
+    assert re.fullmatch(expected + f"the file has {len(data) - 1}", str(error.value))
 
 
 def test_a_different_entropy_model_is_caught_by_the_checksum(tiny_codec, tiny_lm):
