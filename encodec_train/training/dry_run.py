@@ -13,16 +13,26 @@ import os
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from encodec_train.data.manifest import Manifest, ManifestError, total_hours
+from encodec_train.model.checkpoint import CheckpointMismatchError
 from encodec_train.training.config_checks import ConfigError, check_config, check_manifests
+from encodec_train.training.lm_module import CodeShardDataModule, EntropyLMModule
 from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
 from encodec_train.training.run_record import read_run_id
 
 # What a failed check raises: each is reported and the dry run goes on with the next part.
-CHECK_ERRORS = (ConfigError, ManifestError, ResumeError, FileNotFoundError, PermissionError)
+CHECK_ERRORS = (
+    ConfigError,
+    ManifestError,
+    ResumeError,
+    CheckpointMismatchError,
+    FileNotFoundError,
+    PermissionError,
+)
 
 
 def plan(cfg: DictConfig) -> tuple[str, int]:
@@ -45,15 +55,36 @@ def plan(cfg: DictConfig) -> tuple[str, int]:
         try:
             lines += part() if part.__name__ == "<lambda>" else part(cfg)
         except CHECK_ERRORS as error:
-            problems += 1
-            lines.append(f"PROBLEM: {error}")
+            if f"PROBLEM: {error}" not in lines:  # two parts may find the same one
+                problems += 1
+                lines.append(f"PROBLEM: {error}")
         if problems and part is parts[0]:
             break  # the rest reads the config the first check refused
     lines.append(f"{problems} problem(s) found" if problems else "all checks passed")
     return "\n".join(lines), problems
 
 
+def _instantiate(node: DictConfig):
+    """`instantiate(node)`, raising what its target raised when that is a check's finding
+    (Hydra wraps it)."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, CHECK_ERRORS):
+            raise error.__cause__ from None
+        raise
+
+
 def _data_lines(cfg: DictConfig) -> list[str]:
+    if issubclass(get_class(cfg.data._target_), CodeShardDataModule):
+        data = _instantiate(cfg.data)  # finds the shards and reads their headers, as a start
+        sets = [("train_root", data.train), ("valid_root", data.valid)]
+        return [
+            f"data: data.{key}={cfg.data[key]}: {len(shards.paths)} shard(s), {len(shards)} "
+            f"windows of {shards.frames} frames ({shards.metadata['bandwidth']} kbps codes)"
+            for key, shards in sets
+            if shards is not None
+        ]
     manifests = list(dict.fromkeys([*cfg.data.train_manifests, *cfg.data.valid_manifests]))
     if cfg.demo_corpus and not all(Path(path).exists() for path in manifests):
         return [f"data: the demo corpus would be synthesised into {cfg.demo_corpus}"]
@@ -68,6 +99,8 @@ def _data_lines(cfg: DictConfig) -> list[str]:
 
 
 def _model_lines(cfg: DictConfig) -> list[str]:
+    if issubclass(get_class(cfg.module._target_), EntropyLMModule):
+        return _entropy_model_lines(cfg)
     generator = instantiate(cfg.model, _convert_="all")
     discriminator = instantiate(cfg.discriminator, _convert_="all")
     copies = len(cfg.model.target_bandwidths) if cfg.training.discriminator_per_bandwidth else 1
@@ -77,6 +110,25 @@ def _model_lines(cfg: DictConfig) -> list[str]:
         f"model: {cfg.model.sample_rate} Hz, {cfg.model.channels} channel(s), bandwidths "
         f"{list(cfg.model.target_bandwidths)} kbps, {count / 1e6:.2f} M parameters",
         f"discriminator: {copies} × {judge / 1e6:.2f} M parameters",
+    ]
+
+
+def _entropy_model_lines(cfg: DictConfig) -> list[str]:
+    """The entropy model as a start builds it: from the frozen codec (loaded, so a missing or
+    foreign checkpoint is found here), or sized by the code shards."""
+    module = _instantiate(cfg.module)
+    if module.lm is None:
+        module.build_for(_instantiate(cfg.data))
+        codes = f"the code shards in data.train_root={cfg.data.train_root}"
+    else:
+        codes = f"the frozen codec codec_checkpoint={cfg.codec_checkpoint}, computed per batch"
+    source = module.source
+    count = sum(p.numel() for p in module.lm.parameters())
+    return [
+        f"entropy model: {cfg.lm.num_layers} layers × {cfg.lm.dim} channels, "
+        f"{count / 1e6:.2f} M parameters, {source.codebooks[-1]} codebooks of "
+        f"{source.codebook_size} codes, bandwidths {source.bandwidths} kbps",
+        f"codes: from {codes}",
     ]
 
 

@@ -144,12 +144,17 @@ class EntropyLMModule(TrainingRunModule):
                     f"{codec.channels}: choose the recipe of its model (24khz_lm, 48khz_lm)"
                 )
         if self.lm is None:
-            if not isinstance(datamodule, CodeShardDataModule):
-                raise ValueError(
-                    "module.codec_checkpoint is null, so the codes must come from code shards "
-                    f"(data: code_shards); the data module is {type(datamodule).__name__}"
-                )
-            self._build(CodeSource.from_shards(datamodule.metadata, self.bandwidths))
+            self.build_for(datamodule)
+
+    def build_for(self, datamodule: L.LightningDataModule) -> None:
+        """Without a codec, build the model for the code shards `datamodule` gives (their
+        metadata sizes it); any other data module is refused."""
+        if not isinstance(datamodule, CodeShardDataModule):
+            raise ValueError(
+                "module.codec_checkpoint is null, so the codes must come from code shards "
+                f"(data: code_shards); the data module is {type(datamodule).__name__}"
+            )
+        self._build(CodeSource.from_shards(datamodule.metadata, self.bandwidths))
 
     @property
     def codec(self) -> EncodecModel | None:

@@ -16,6 +16,7 @@ from encodec_train.compression.models import load_entropy_model
 from encodec_train.data.code_shards import write_code_shard
 from encodec_train.model import encodec_tiny, save_model
 from encodec_train.training.builder import fit
+from encodec_train.training.dry_run import plan
 
 CARD, LEVELS, FRAME_RATE = 32, 4, 75
 
@@ -138,6 +139,21 @@ def test_codes_come_from_the_frozen_codec_and_padding_is_masked(tmp_path):
     assert torch.equal(codes, codec.encode(audio)[0].codes)
     assert frame_mask.tolist() == [[1.0] * 10, [1.0] * 5 + [0.0] * 5]
     assert module.lm.n_q == codec.quantizer.n_q and module.lm.codebook_size == CARD
+
+
+def test_dry_run_plans_an_entropy_model_on_code_shards_and_names_what_is_missing(tmp_path, shards):
+    text, problems = plan(shard_run(tmp_path / "run", shards))
+    assert problems == 0, text
+    # 0.5 s at 75 frames/s: windows of round(37.5) = 38 frames, 400 // 38 = 10 per item.
+    assert f"data.train_root={shards / 'train'}: 1 shard(s), 30 windows of 38 frames" in text
+    # 1.5 kbps of 5-bit codes at 75 frames/s: 4 codebooks; the entropy model, not a codec.
+    assert "4 codebooks of 32 codes, bandwidths [1.5] kbps" in text
+    assert "discriminator" not in text and not (tmp_path / "run").exists()
+    text, problems = plan(shard_run(tmp_path, shards, f"data.train_root={tmp_path / 'none'}"))
+    assert problems == 1 and f"PROBLEM: data.train_root={tmp_path / 'none'}: no code" in text
+    missing = tmp_path / "codec.ckpt"
+    text, problems = plan(compose_lm("+recipe=demo_lm", f"codec_checkpoint={missing}"))
+    assert problems == 1 and f"PROBLEM: codec checkpoint {missing} does not exist" in text
 
 
 def test_shuffled_windows_resume_at_any_batch_and_cover_each_pass(shards):
