@@ -41,7 +41,8 @@ SETTINGS_FILE = "encoding.json"
 
 @dataclass(frozen=True)
 class EncodingSettings:
-    """What decides the shards' contents; a resumed run must use the same."""
+    """What decides the shards' contents; a resumed run must use the same (paths absolute, so
+    a rerun naming the same files by relative or absolute paths is the same run)."""
 
     manifest: str
     files: int
@@ -184,7 +185,7 @@ def encode_dataset(
     settings = EncodingSettings(
         str(Path(manifest).resolve()),
         len(entries),
-        str(checkpoint),
+        str(Path(checkpoint).resolve()),
         float(bandwidth),
         files_per_shard,
     )

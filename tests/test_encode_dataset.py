@@ -99,6 +99,21 @@ def test_rerun_skips_done_shards_and_refuses_other_settings(corpus, tmp_path):
         encode_dataset(manifest, checkpoint, tmp_path, 3.0, files_per_shard=2, progress=False)
 
 
+def test_paths_are_recorded_absolute_so_a_relative_rerun_resumes(corpus, tmp_path, monkeypatch):
+    manifest, checkpoint, _ = corpus
+    monkeypatch.chdir(checkpoint.parent)
+    out = tmp_path / "out"
+    first = encode_dataset(
+        Path(manifest.name), Path(checkpoint.name), out, 1.5, files_per_shard=3, progress=False
+    )
+    recorded = json.loads((out / "encoding.json").read_text())
+    assert recorded["manifest"] == str(manifest.resolve())
+    assert recorded["checkpoint"] == str(checkpoint.resolve())
+    first[1].unlink()
+    again = encode_dataset(manifest, checkpoint, out, 1.5, files_per_shard=3, progress=False)
+    assert again == first and first[1].is_file()
+
+
 def test_cli_names_a_bandwidth_the_model_lacks(corpus, tmp_path, capsys):
     manifest, checkpoint, _ = corpus
     with pytest.raises(SystemExit):
