@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from encodec_train.evaluation.report import write_report
 from encodec_train.evaluation.runner import build_systems, evaluate
@@ -21,13 +21,24 @@ USER_ERRORS = (ValueError, OSError)
 ValueErrors): the command prints their one-line message, no traceback."""
 
 
+def kbps_list(value: object) -> list[float]:
+    """The `bandwidths` setting (a list of numbers) as floats."""
+    given = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    try:
+        if not isinstance(given, list):
+            raise TypeError
+        return [float(b) for b in given]
+    except (TypeError, ValueError):
+        raise ValueError(f"bandwidths={given}: give a list of kbps, e.g. [1.5,6]") from None
+
+
 def run(cfg: DictConfig) -> Path:
     """Evaluate as `cfg` (conf/evaluate.yaml) says; return the report's path."""
     checkpoints = cfg.checkpoint
     if isinstance(checkpoints, str):
         checkpoints = [checkpoints]
     checkpoints = list(checkpoints or [])
-    bandwidths = None if cfg.bandwidths is None else [float(b) for b in cfg.bandwidths]
+    bandwidths = None if cfg.bandwidths is None else kbps_list(cfg.bandwidths)
     baselines = [instantiate(b, _convert_="all") for b in (cfg.baselines or {}).values()]
     systems, skipped = build_systems(checkpoints, bandwidths, baselines)
     if not systems:

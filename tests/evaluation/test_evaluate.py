@@ -211,6 +211,8 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(
     for overrides, message in [
         ([f"checkpoint={absent}"], f"error: checkpoint {absent}: no such file or directory"),
         (unknown_metric, "error: unknown metric 'snr'; known: si_snr, mel_distance,"),
+        (["bandwidths=[1.5,six]"], "error: bandwidths=[1.5, 'six']: give a list of kbps"),
+        (["bandwidths=6"], "error: bandwidths=6: give a list of kbps, e.g. [1.5,6]"),
     ]:
         monkeypatch.setattr(sys, "argv", ["evaluate", *overrides, *common])
         with pytest.raises(SystemExit) as exit_info:
