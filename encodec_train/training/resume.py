@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from encodec_train.training.config_checks import ConfigError
@@ -104,7 +106,7 @@ def resolve_resume(cfg: DictConfig) -> str | None:
 
 def resume_wandb_run(cfg: DictConfig, ref: WandbRef) -> Path:
     """Find `ref`'s checkpoint locally, else download it; point the run at the W&B run."""
-    if cfg.logger.get("_target_", "").endswith("WandbLogger"):
+    if issubclass(get_class(cfg.logger._target_), WandbLogger):  # WandbRunLogger too
         OmegaConf.update(cfg, "logger.project", ref.project)
         OmegaConf.update(cfg, "logger.entity", ref.entity, force_add=True)
     folder = find_run_folder(Path(cfg.runs_root), ref.run_id)

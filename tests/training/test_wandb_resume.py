@@ -259,3 +259,16 @@ def test_online_wandb_without_a_network_fails_before_training(tmp_path, corpus, 
     assert not (tmp_path / "run" / "starts").exists()
     monkeypatch.setenv("WANDB_MODE", "offline")
     check_reachable()  # offline: nothing to reach
+
+
+def test_the_wandb_logger_takes_the_entity_and_project_of_the_resumed_run(tmp_path, corpus):
+    # The run lives in team/codecs, not in the config's default project: the logger must
+    # continue it there, not start a run of the same id in encodec-train.
+    folder = tmp_path / "empty_root" / "first"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (folder / "run_id").write_text("0123456789ab\n")
+    cfg = resume_config(tmp_path, corpus, "wandb:team/codecs/0123456789ab", "logger=wandb")
+    assert resolve_resume(cfg) == str(folder / "checkpoints" / "last.ckpt")
+    assert (cfg.logger.entity, cfg.logger.project) == ("team", "codecs")
+    assert cfg.run_dir == str(folder)
