@@ -23,6 +23,7 @@ from encodec_train.training.config_checks import ConfigError, check_config, chec
 from encodec_train.training.lm_module import CodeShardDataModule, EntropyLMModule
 from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
 from encodec_train.training.run_record import read_run_id
+from encodec_train.training.validation import check_test_manifest
 
 # What a failed check raises: each is reported and the dry run goes on with the next part.
 CHECK_ERRORS = (
@@ -46,6 +47,7 @@ def plan(cfg: DictConfig) -> tuple[str, int]:
     parts = (
         lambda: [check_config(cfg)],
         _data_lines,
+        _held_out_lines,
         _model_lines,
         _device_lines,
         _schedule_lines,
@@ -96,6 +98,24 @@ def _data_lines(cfg: DictConfig) -> list[str]:
         per_domain = ", ".join(f"{d} {h:.2f} h" for d, h in hours.items() if h)
         lines.append(f"data: {path}: {len(manifest)} files ({per_domain})")
     return lines
+
+
+def _held_out_lines(cfg: DictConfig) -> list[str]:
+    held_out = cfg.callbacks.get("held_out_validation")
+    if held_out is None:
+        return []
+    check_test_manifest(held_out.manifest)
+    if held_out.manifest is not None:
+        files = len(Manifest.load(held_out.manifest))
+        return [
+            f"held-out validation: {held_out.manifest}: {files} file(s) every "
+            f"{held_out.every_n_steps} updates"
+        ]
+    if held_out.demo_corpus:
+        return [
+            f"held-out validation: the demo corpus's test set every {held_out.every_n_steps} updates"
+        ]
+    return ["held-out validation: off (callbacks.held_out_validation.manifest is null)"]
 
 
 def _model_lines(cfg: DictConfig) -> list[str]:

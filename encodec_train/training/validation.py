@@ -73,11 +73,8 @@ class HeldOutValidation(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         # A missing manifest fails at start-up, not at the first validation.
-        if stage == "fit" and self.manifest is not None and not Path(self.manifest).exists():
-            raise FileNotFoundError(
-                f"callbacks.held_out_validation.manifest={self.manifest} does not exist; "
-                "build one with `python recipes/test_sets.py build` (docs/evaluation.md)"
-            )
+        if stage == "fit":
+            check_test_manifest(self.manifest)
         if stage == "fit" and self.manifest is None and self.demo_corpus is None:
             log.info(
                 "held-out validation is off: set callbacks.held_out_validation.manifest to a "
@@ -179,6 +176,15 @@ class HeldOutValidation(L.Callback):
                 caption=[p.stem for p in image_paths],
                 step=step,
             )
+
+
+def check_test_manifest(manifest: str | None) -> None:
+    """Held-out validation's test manifest exists (None: none asked for)."""
+    if manifest is not None and not Path(manifest).exists():
+        raise FileNotFoundError(
+            f"callbacks.held_out_validation.manifest={manifest} does not exist; "
+            "build one with `python recipes/test_sets.py build` (docs/evaluation.md)"
+        )
 
 
 def spectrogram_image(clips: dict[str, torch.Tensor], sample_rate: int, path: Path) -> Path:

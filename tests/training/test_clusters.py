@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from run_helpers import CONF_DIR, REPO, fast_overrides, signal_during_training
 
 from encodec_train import runs
+from encodec_train.data.manifest import ManifestEntry, write_manifest
 from encodec_train.training.config_checks import ConfigError, check_config
 from encodec_train.training.dry_run import plan
 from encodec_train.training.resolvers import sweep_point
@@ -159,7 +160,17 @@ def test_dry_run_reports_every_problem_and_the_plan(tmp_path):
     assert "discriminator: 5 × " in text  # one per bandwidth
     assert "schedule: 600000 updates (300 epochs × 2000 updates" in text
     assert f"run folder: {tmp_path / 'encodec_24khz'} (new)" in text
+    assert "held-out validation: off" in text
     assert not (tmp_path / "encodec_24khz").exists()
+    # A test manifest for held-out validation: a missing one is a problem before any GPU work,
+    # an existing one is counted.
+    missing = tmp_path / "test.jsonl"
+    held_out = f"callbacks.held_out_validation.manifest={missing}"
+    text, problems = plan(compose_config("+recipe=24khz", "data.num_workers=0", held_out))
+    assert problems == 2 and f"PROBLEM: {held_out} does not exist" in text
+    write_manifest([ManifestEntry("a.wav", 2.0, 24000, 1, "speech", "test")], missing)
+    text, problems = plan(compose_config("+recipe=24khz", "data.num_workers=0", held_out))
+    assert problems == 1 and f"held-out validation: {missing}: 1 file(s) every 300 updates" in text
 
 
 def test_a_dry_run_with_wandb_makes_no_run_id(tmp_path):
