@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from encodec_train import CONFIG_DIR
+from encodec_train.training import resolvers  # noqa: F401 - ${per_rank_batch:...} in data
 
 PAPER = Path(__file__).resolve().parents[2] / "docs" / "paper.md"
 ROW = re.compile(
