@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from encodec_train.evaluation.report import write_report
 from encodec_train.evaluation.runner import build_systems, evaluate
-from encodec_train.evaluation.testsets import ensure_demo_test_set
+from encodec_train.evaluation.testsets import check_test_manifest, ensure_demo_test_set
 
 USER_ERRORS = (ValueError, OSError)
 """Bad settings and missing or unreadable files (checkpoint mismatches and manifest errors are
@@ -38,6 +38,7 @@ def run(cfg: DictConfig) -> Path:
     if isinstance(checkpoints, str):
         checkpoints = [checkpoints]
     checkpoints = list(checkpoints or [])
+    check_test_manifest(cfg.manifest, "manifest")  # before any checkpoint is loaded
     bandwidths = None if cfg.bandwidths is None else kbps_list(cfg.bandwidths)
     baselines = [instantiate(b, _convert_="all") for b in (cfg.baselines or {}).values()]
     systems, skipped = build_systems(checkpoints, bandwidths, baselines)

@@ -257,6 +257,16 @@ DEMO_TEST_OPTIONS = SegmentOptions(segment_seconds=2.0, per_category=4)
 """The demo corpus's held-out files are 3–6 s long: 4 segments of 2 s per category."""
 
 
+def check_test_manifest(path: str | None, key: str) -> None:
+    """The test manifest that setting `key` names exists (None: none given); the error says
+    how to build one."""
+    if path is not None and not Path(path).exists():
+        raise FileNotFoundError(
+            f"{key}={path} does not exist; build a test manifest with "
+            "`python recipes/test_sets.py build` (docs/evaluation.md), or correct the path"
+        )
+
+
 def ensure_demo_test_set(
     corpus_root: str | Path, options: SegmentOptions = DEMO_TEST_OPTIONS
 ) -> Path:

@@ -18,12 +18,13 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from encodec_train.data.manifest import Manifest, ManifestError, total_hours
+from encodec_train.evaluation.testsets import check_test_manifest
 from encodec_train.model.checkpoint import CheckpointMismatchError
 from encodec_train.training.config_checks import ConfigError, check_config, check_manifests
 from encodec_train.training.lm_module import CodeShardDataModule, EntropyLMModule
 from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
 from encodec_train.training.run_record import read_run_id
-from encodec_train.training.validation import check_test_manifest
+from encodec_train.training.validation import MANIFEST_KEY
 
 # What a failed check raises: each is reported and the dry run goes on with the next part.
 CHECK_ERRORS = (
@@ -104,7 +105,7 @@ def _held_out_lines(cfg: DictConfig) -> list[str]:
     held_out = cfg.callbacks.get("held_out_validation")
     if held_out is None:
         return []
-    check_test_manifest(held_out.manifest)
+    check_test_manifest(held_out.manifest, MANIFEST_KEY)
     if held_out.manifest is not None:
         files = len(Manifest.load(held_out.manifest))
         return [

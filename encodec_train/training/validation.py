@@ -20,13 +20,14 @@ from encodec_train.data.manifest import Manifest
 from encodec_train.evaluation.metrics import MelDistance
 from encodec_train.evaluation.runner import mean_or_none, read_clip, score
 from encodec_train.evaluation.systems import CodecSystem
-from encodec_train.evaluation.testsets import ensure_demo_test_set
+from encodec_train.evaluation.testsets import check_test_manifest, ensure_demo_test_set
 from encodec_train.model.quantizer import perplexity
 from encodec_train.training.health import eval_mode
 
 log = logging.getLogger(__name__)
 
 PREFIX = "heldout"
+MANIFEST_KEY = "callbacks.held_out_validation.manifest"
 
 
 class HeldOutValidation(L.Callback):
@@ -74,7 +75,7 @@ class HeldOutValidation(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         # A missing manifest fails at start-up, not at the first validation.
         if stage == "fit":
-            check_test_manifest(self.manifest)
+            check_test_manifest(self.manifest, MANIFEST_KEY)
         if stage == "fit" and self.manifest is None and self.demo_corpus is None:
             log.info(
                 "held-out validation is off: set callbacks.held_out_validation.manifest to a "
@@ -176,15 +177,6 @@ class HeldOutValidation(L.Callback):
                 caption=[p.stem for p in image_paths],
                 step=step,
             )
-
-
-def check_test_manifest(manifest: str | None) -> None:
-    """Held-out validation's test manifest exists (None: none asked for)."""
-    if manifest is not None and not Path(manifest).exists():
-        raise FileNotFoundError(
-            f"callbacks.held_out_validation.manifest={manifest} does not exist; "
-            "build one with `python recipes/test_sets.py build` (docs/evaluation.md)"
-        )
 
 
 def spectrogram_image(clips: dict[str, torch.Tensor], sample_rate: int, path: Path) -> Path:

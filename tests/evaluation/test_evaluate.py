@@ -213,6 +213,11 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(
         (unknown_metric, "error: unknown metric 'snr'; known: si_snr, mel_distance,"),
         (["bandwidths=[1.5,six]"], "error: bandwidths=[1.5, 'six']: give a list of kbps"),
         (["bandwidths=6"], "error: bandwidths=6: give a list of kbps, e.g. [1.5,6]"),
+        (
+            [f"checkpoint={run_dir}", f"manifest={tmp_path / 'test.jsonl'}"],
+            f"error: manifest={tmp_path / 'test.jsonl'} does not exist; build a test manifest "
+            "with `python recipes/test_sets.py build`",
+        ),
     ]:
         monkeypatch.setattr(sys, "argv", ["evaluate", *overrides, *common])
         with pytest.raises(SystemExit) as exit_info:
