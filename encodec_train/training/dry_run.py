@@ -43,7 +43,7 @@ def plan(cfg: DictConfig) -> tuple[str, int]:
     lines = ["=== encodec-train dry run (nothing is trained or written) ==="]
     if "id" in cfg.logger.keys():  # W&B: the first real start makes the run id, not this
         cfg = copy.deepcopy(cfg)
-        cfg.logger.id = read_run_id(cfg.run_dir)
+        _plan_wandb_run(cfg)
     problems = 0
     parts = (
         lambda: [check_config(cfg)],
@@ -76,6 +76,19 @@ def _instantiate(node: DictConfig):
         if isinstance(error.__cause__, CHECK_ERRORS):
             raise error.__cause__ from None
         raise
+
+
+def _plan_wandb_run(cfg: DictConfig) -> None:
+    """Point the W&B logger's settings at the run the start would log to, without making a
+    run id: a `resume=wandb:` reference's run (its entity, project and id), else the run
+    folder's id (None: a new one)."""
+    cfg.logger.id = read_run_id(cfg.run_dir)
+    if str(cfg.resume).startswith("wandb:"):
+        try:
+            ref = parse_wandb_ref(str(cfg.resume))
+        except ResumeError:
+            return  # the resume line reports it
+        cfg.logger.id, cfg.logger.project, cfg.logger.entity = ref.run_id, ref.project, ref.entity
 
 
 def _data_lines(cfg: DictConfig) -> list[str]:

@@ -183,6 +183,9 @@ def test_a_dry_run_with_wandb_makes_no_run_id(tmp_path):
     (tmp_path / "encodec_24khz" / "run_id").write_text("0123456789ab\n")
     text, _ = plan(compose_config(*overrides))
     assert "logger: W&B project encodec-train (online), run 0123456789ab," in text
+    # resume=wandb:... continues that W&B run, whatever this run folder's id is.
+    text, _ = plan(compose_config(*overrides, "resume=wandb:team/codecs/fedcba987654"))
+    assert "logger: W&B project codecs (online), run fedcba987654," in text
 
 
 def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
