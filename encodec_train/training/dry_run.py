@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from encodec_train.data.manifest import Manifest, ManifestError, total_hours
 from encodec_train.evaluation.testsets import check_test_manifest
 from encodec_train.model.checkpoint import CheckpointMismatchError
+from encodec_train.training.builder import initialize_from
 from encodec_train.training.config_checks import ConfigError, check_config, check_manifests
 from encodec_train.training.lm_module import CodeShardDataModule, EntropyLMModule
 from encodec_train.training.resume import ResumeError, find_run_folder, parse_wandb_ref
@@ -50,6 +51,7 @@ def plan(cfg: DictConfig) -> tuple[str, int]:
         _data_lines,
         _held_out_lines,
         _model_lines,
+        _init_lines,
         _device_lines,
         _schedule_lines,
         _output_lines,
@@ -145,6 +147,15 @@ def _model_lines(cfg: DictConfig) -> list[str]:
         f"{list(cfg.model.target_bandwidths)} kbps, {count / 1e6:.2f} M parameters",
         f"discriminator: {copies} × {judge / 1e6:.2f} M parameters",
     ]
+
+
+def _init_lines(cfg: DictConfig) -> list[str]:
+    """`init_from` loaded into the module as a start loads it, so a missing file or the
+    weights of another architecture (every tensor named) show up here."""
+    if not cfg.get("init_from"):
+        return []
+    initialize_from(instantiate(cfg.module), cfg.init_from)
+    return [f"init_from: {cfg.init_from}: the weights fit the model"]
 
 
 def _entropy_model_lines(cfg: DictConfig) -> list[str]:

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from run_helpers import CONF_DIR, REPO, fast_overrides, signal_during_training
 
 from encodec_train import runs
+from encodec_train.convert import export_official
 from encodec_train.data.manifest import ManifestEntry, write_manifest
 from encodec_train.training.config_checks import ConfigError, check_config
 from encodec_train.training.dry_run import plan
@@ -186,6 +188,20 @@ def test_a_dry_run_with_wandb_makes_no_run_id(tmp_path):
     # resume=wandb:... continues that W&B run, whatever this run folder's id is.
     text, _ = plan(compose_config(*overrides, "resume=wandb:team/codecs/fedcba987654"))
     assert "logger: W&B project codecs (online), run fedcba987654," in text
+
+
+def test_a_dry_run_loads_init_from_as_a_start_would(tmp_path):
+    demo = ("data.num_workers=0", f"runs_root={tmp_path}", "demo_corpus=null")
+    official = tmp_path / "official.th"
+    export_official(instantiate(compose_config(*demo).model, _convert_="all"), official)
+    text, problems = plan(compose_config(*demo, f"init_from={official}"))
+    assert f"init_from: {official}: the weights fit the model" in text
+    text, problems = plan(compose_config(*demo, f"init_from={tmp_path / 'nothere.th'}"))
+    assert problems >= 1 and f"PROBLEM: init_from: {tmp_path / 'nothere.th'} does not exist" in text
+    wider = compose_config(*demo, "model.n_filters=16").model
+    export_official(instantiate(wider, _convert_="all"), official)
+    text, problems = plan(compose_config(*demo, f"init_from={official}"))
+    assert f"PROBLEM: init_from={official} does not match the model's architecture" in text
 
 
 def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
