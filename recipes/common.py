@@ -73,9 +73,13 @@ def huggingface_sources(
 
     try:
         table = datasets.load_dataset(name, config, split=split)
-    except ImportError as e:
+    except (ImportError, datasets.exceptions.DatasetGenerationError) as e:
+        # datasets>=4 raises torchcodec's ImportError wrapped in a DatasetGenerationError.
+        missing = e if isinstance(e, ImportError) else e.__cause__
+        if not isinstance(missing, ImportError):
+            raise
         raise RuntimeError(
-            f"datasets could not read {name}: {e} (datasets>=4 needs torchcodec to index "
+            f"datasets could not read {name}: {missing} (datasets>=4 needs torchcodec to index "
             "audio folders; install it, or use recipes/folder.py on the folder instead)"
         ) from e
     if audio_column not in table.column_names:

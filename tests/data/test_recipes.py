@@ -122,6 +122,22 @@ def test_common_voice_through_audiofolder(tmp_path: Path, recipe, monkeypatch) -
     )
 
 
+def test_an_audiofolder_without_torchcodec_says_what_to_do(tmp_path, recipe, monkeypatch):
+    # datasets>=4 wraps torchcodec's ImportError in a DatasetGenerationError.
+    datasets = pytest.importorskip("datasets")
+    try:
+        import torchcodec  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("torchcodec is installed: datasets can index the folder")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    make_common_voice(tmp_path / "cv")
+    clips = tmp_path / "cv" / "fr" / "clips"
+    with pytest.raises(RuntimeError, match="needs torchcodec .* use recipes/folder.py"):
+        recipe("common_voice").build(clips, tmp_path / "af.jsonl", split="train", datasets=True)
+
+
 def test_audioset(tmp_path: Path, recipe) -> None:
     corpus = make_audioset(tmp_path / "as")
     audioset = recipe("audioset")
