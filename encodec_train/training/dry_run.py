@@ -103,7 +103,8 @@ def _data_lines(cfg: DictConfig) -> list[str]:
             for key, shards in sets
             if shards is not None
         ]
-    manifests = list(dict.fromkeys([*cfg.data.train_manifests, *cfg.data.valid_manifests]))
+    valid = cfg.data.valid_manifests or []
+    manifests = list(dict.fromkeys([*cfg.data.train_manifests, *valid]))
     if cfg.demo_corpus and not all(Path(path).exists() for path in manifests):
         return [f"data: the demo corpus would be synthesised into {cfg.demo_corpus}"]
     check_manifests(cfg.data)
@@ -113,6 +114,8 @@ def _data_lines(cfg: DictConfig) -> list[str]:
         hours = total_hours(manifest)
         per_domain = ", ".join(f"{d} {h:.2f} h" for d, h in hours.items() if h)
         lines.append(f"data: {path}: {len(manifest)} files ({per_domain})")
+    if not valid:
+        lines.append("data: validation off (data.valid_manifests is null)")
     return lines
 
 

@@ -204,6 +204,15 @@ def test_a_dry_run_loads_init_from_as_a_start_would(tmp_path):
     assert f"PROBLEM: init_from={official} does not match the model's architecture" in text
 
 
+def test_a_dry_run_without_validation_data(tmp_path):
+    # data.valid_manifests=null turns validation off (docs/data.md); the plan says so.
+    text, problems = plan(
+        compose_config("data.valid_manifests=null", f"runs_root={tmp_path}", "demo_corpus=null")
+    )
+    assert problems == 0, text
+    assert "data: validation off (data.valid_manifests is null)" in text
+
+
 def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
     # Hydra creates the whole run_dir path (runs/encodec_24khz) before a dry run or a failed
     # start; both must remove what they left empty, not only the last folder.
