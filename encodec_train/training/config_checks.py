@@ -51,6 +51,13 @@ def check_manifests(data: DictConfig) -> None:
     """Every manifest the data module will read exists; the error names every one missing."""
     wanted = {key: list(data.get(key) or []) for key in ("train_manifests", "valid_manifests")}
     if data.get("reverb_probability", 0) > 0:  # the impulse responses are read too
+        if data.get("impulse_responses") is None:
+            raise ConfigError(
+                f"data.reverb_probability={data.reverb_probability} reads "
+                "data.impulse_responses, which is null: give the manifest that "
+                "recipes/dns_challenge.py --impulse-responses writes, or set "
+                "data.reverb_probability=0"
+            )
         wanted["impulse_responses"] = [data.impulse_responses]
     missing = [
         (key, path)

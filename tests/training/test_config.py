@@ -149,3 +149,11 @@ def test_missing_manifest_names_the_key_and_path(tmp_path):
     with pytest.raises(ConfigError) as refused:
         check_manifests(cfg.data)
     assert "impulse_responses" not in str(refused.value)
+
+
+def test_reverberation_without_impulse_responses_names_both_keys():
+    # The demo has no responses (impulse_responses: null); turning reverberation on must say
+    # what is missing instead of failing inside pathlib.
+    cfg = compose_config("data.reverb_probability=0.2")
+    with pytest.raises(ConfigError, match=r"data\.reverb_probability=0\.2 reads data\.impulse"):
+        check_manifests(cfg.data)
