@@ -116,6 +116,11 @@ def _data_lines(cfg: DictConfig) -> list[str]:
         lines.append(f"data: {path}: {len(manifest)} files ({per_domain})")
     if not valid:
         lines.append("data: validation off (data.valid_manifests is null)")
+    try:  # the strategies' pools and the impulse responses, as a start's setup builds them
+        instantiate(cfg.data).setup("fit")
+    except (ValueError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        raise ConfigError(f"data: {cause}") from None
     return lines
 
 

@@ -213,6 +213,16 @@ def test_a_dry_run_without_validation_data(tmp_path):
     assert "data: validation off (data.valid_manifests is null)" in text
 
 
+def test_a_dry_run_builds_the_mixing_strategies_pools(tmp_path):
+    # A strategy the manifests cannot serve fails a start in the data module's setup.
+    cfg = compose_config(
+        "data.strategies.0.include_domains=[musc]", f"runs_root={tmp_path}", "demo_corpus=null"
+    )
+    text, problems = plan(cfg)
+    assert problems == 1
+    assert "PROBLEM: data: strategy s1: unknown domain(s) musc in include_domains" in text
+
+
 def test_a_dry_run_in_a_fresh_folder_leaves_no_empty_runs_folder(tmp_path, monkeypatch):
     # Hydra creates the whole run_dir path (runs/encodec_24khz) before a dry run or a failed
     # start; both must remove what they left empty, not only the last folder.
