@@ -204,19 +204,28 @@ def test_a_dry_run_loads_init_from_as_a_start_would(tmp_path):
     assert f"PROBLEM: init_from={official} does not match the model's architecture" in text
 
 
-def test_a_dry_run_without_validation_data(tmp_path):
+def test_a_dry_run_without_validation_data(tmp_path, corpus):
     # data.valid_manifests=null turns validation off (docs/data.md); the plan says so.
     text, problems = plan(
-        compose_config("data.valid_manifests=null", f"runs_root={tmp_path}", "demo_corpus=null")
+        compose_config(
+            f"data.train_manifests=[{corpus / 'train.jsonl'}]",
+            "data.valid_manifests=null",
+            f"runs_root={tmp_path}",
+            "demo_corpus=null",
+        )
     )
     assert problems == 0, text
     assert "data: validation off (data.valid_manifests is null)" in text
 
 
-def test_a_dry_run_builds_the_mixing_strategies_pools(tmp_path):
+def test_a_dry_run_builds_the_mixing_strategies_pools(tmp_path, corpus):
     # A strategy the manifests cannot serve fails a start in the data module's setup.
     cfg = compose_config(
-        "data.strategies.0.include_domains=[musc]", f"runs_root={tmp_path}", "demo_corpus=null"
+        f"data.train_manifests=[{corpus / 'train.jsonl'}]",
+        f"data.valid_manifests=[{corpus / 'valid.jsonl'}]",
+        "data.strategies.0.include_domains=[musc]",
+        f"runs_root={tmp_path}",
+        "demo_corpus=null",
     )
     text, problems = plan(cfg)
     assert problems == 1
