@@ -109,6 +109,8 @@ def resume_wandb_run(cfg: DictConfig, ref: WandbRef) -> Path:
     if issubclass(get_class(cfg.logger._target_), WandbLogger):  # WandbRunLogger too
         OmegaConf.update(cfg, "logger.project", ref.project)
         OmegaConf.update(cfg, "logger.entity", ref.entity, force_add=True)
+        # No name: W&B keeps the run's own (this config's run_name would rename it).
+        OmegaConf.update(cfg, "logger.name", None, force_add=True)
     folder = find_run_folder(Path(cfg.runs_root), ref.run_id)
     if folder is not None:
         checkpoint = local_checkpoint(folder, ref.alias)

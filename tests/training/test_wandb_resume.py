@@ -271,4 +271,5 @@ def test_the_wandb_logger_takes_the_entity_and_project_of_the_resumed_run(tmp_pa
     cfg = resume_config(tmp_path, corpus, "wandb:team/codecs/0123456789ab", "logger=wandb")
     assert resolve_resume(cfg) == str(folder / "checkpoints" / "last.ckpt")
     assert (cfg.logger.entity, cfg.logger.project) == ("team", "codecs")
+    assert cfg.logger.name is None  # W&B keeps the run's name; run_name would rename it
     assert cfg.run_dir == str(folder)
