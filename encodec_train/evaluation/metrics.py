@@ -80,19 +80,25 @@ def silent(reference: Tensor, silence_db: float = SILENCE_DB) -> Tensor:
 
 @dataclass(frozen=True)
 class SiSnrMean:
-    """SI-SNR averaged over the channels whose reference is not silent.
+    """SI-SNR over the channels whose reference is not silent.
 
     Attributes:
-        value: the mean in dB (0-dim float64 tensor); NaN when every reference is silent.
-        scored: channels in the mean.
+        channels: the SI-SNR of each scored channel, `[scored]` float64 (a median reads them).
         silent: channels left out because their reference is silent.
-        channels: the SI-SNR of each channel in the mean, `[scored]` float64 (for a median).
     """
 
-    value: Tensor
-    scored: int
-    silent: int
     channels: Tensor
+    silent: int
+
+    @property
+    def value(self) -> Tensor:
+        """The mean in dB (0-dim float64 tensor); NaN when every reference is silent."""
+        return self.channels.mean()
+
+    @property
+    def scored(self) -> int:
+        """Channels in the mean."""
+        return self.channels.numel()
 
 
 def si_snr_mean(degraded: Tensor, reference: Tensor, silence_db: float = SILENCE_DB) -> SiSnrMean:
@@ -100,7 +106,7 @@ def si_snr_mean(degraded: Tensor, reference: Tensor, silence_db: float = SILENCE
     reference is not `silent`; those are left out of the mean and counted."""
     quiet = silent(reference, silence_db)
     values = si_snr(degraded, reference)[~quiet]
-    return SiSnrMean(values.mean(), values.numel(), int(quiet.sum()), values)
+    return SiSnrMean(values, int(quiet.sum()))
 
 
 class MelDistance:
