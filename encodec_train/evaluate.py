@@ -5,7 +5,6 @@ weights and ffmpeg baselines, as CSV/JSON, plots and a Markdown report (docs/eva
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from encodec_train.evaluation.report import write_report
 from encodec_train.evaluation.runner import build_systems, evaluate
 from encodec_train.evaluation.testsets import check_test_manifest, ensure_demo_test_set
+from encodec_train.user_errors import run_or_exit
 
 USER_ERRORS = (ValueError, OSError)
 """Bad settings and missing or unreadable files (checkpoint mismatches and manifest errors are
@@ -24,12 +24,12 @@ ValueErrors): the command prints their one-line message, no traceback."""
 def kbps_list(value: object) -> list[float]:
     """The `bandwidths` setting (a list of numbers) as floats."""
     given = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-    try:
-        if not isinstance(given, list):
-            raise TypeError
-        return [float(b) for b in given]
-    except (TypeError, ValueError):
-        raise ValueError(f"bandwidths={given}: give a list of kbps, e.g. [1.5,6]") from None
+    if isinstance(given, list):
+        try:
+            return [float(b) for b in given]
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"bandwidths={given}: give a list of kbps, e.g. [1.5,6]")
 
 
 def run(cfg: DictConfig) -> Path:
@@ -68,11 +68,7 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        report = run(cfg)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    report = run_or_exit(lambda: run(cfg), USER_ERRORS)
     print(report.read_text())
     print(f"report: {report}")
 

@@ -9,7 +9,6 @@ file names both (absolute paths), so decompressing needs neither option on the s
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import soundfile as sf
@@ -25,6 +24,7 @@ from encodec_train.compression.models import (
 )
 from encodec_train.model import CheckpointMismatchError, EncodecModel
 from encodec_train.model.lm import EntropyModel
+from encodec_train.user_errors import run_or_exit
 
 ERRORS = (EcdcError, FileNotFoundError, CheckpointMismatchError, ValueError, sf.LibsndfileError)
 
@@ -59,14 +59,6 @@ def _codec(path: Path) -> EncodecModel:
                 "--lm the entropy model"
             ) from None
         raise
-
-
-def _run(main) -> None:
-    try:
-        main()
-    except ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
 
 
 def compress_main(argv: list[str] | None = None) -> None:
@@ -116,7 +108,7 @@ def compress_main(argv: list[str] | None = None) -> None:
         seconds = int(read_header(data, str(args.output))[1]["al"]) / model.sample_rate
         print(f"{args.output}: {len(data)} bytes, {8 * len(data) / seconds / 1000:.3f} kbps")
 
-    _run(run)
+    run_or_exit(run, ERRORS)
 
 
 def decompress_main(argv: list[str] | None = None) -> None:
@@ -148,7 +140,7 @@ def decompress_main(argv: list[str] | None = None) -> None:
             f"{args.output}: {audio.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz"
         )
 
-    _run(run)
+    run_or_exit(run, ERRORS)
 
 
 def _named(given: Path | None, metadata: dict, key: str, option: str, source: Path) -> Path:
